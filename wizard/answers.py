@@ -1,0 +1,82 @@
+"""Resolve the answers to the questions from flags, a file, the existing site,
+prompts and defaults (in that order)."""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import MeshsteadError
+from .questions import BY_NAME, QUESTIONS, parse_answer
+
+
+def parse_set_flags(pairs: list[str]) -> dict:
+    result = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MeshsteadError("--set", f"{pair!r} is not KEY=VALUE")
+        result[key.strip()] = value
+    return result
+
+
+def load_answers_file(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise MeshsteadError("--answers", f"cannot read {path} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise MeshsteadError("--answers", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MeshsteadError("--answers", f"{path} must hold a mapping of question: answer")
+    return data
+
+
+def check_known(given: dict, source: str, extra=("nodes",)) -> None:
+    for key in given:
+        if key not in BY_NAME and key not in extra:
+            raise MeshsteadError(key, f"unknown question in {source}; expected one of: "
+                                 f"{', '.join(list(BY_NAME) + list(extra))}")
+
+
+def resolve(flags: dict, from_file: dict, previous: dict, *, interactive: bool, asker=None,
+            context: dict | None = None) -> dict:
+    """Answer every question or raise naming the first one that cannot be."""
+    answers: dict = dict(context or {})
+    for question in QUESTIONS:
+        if not question.when(answers):
+            continue
+        name = question.name
+        if name in flags or name in from_file:
+            raw = flags[name] if name in flags else from_file[name]
+            if raw in ("", None) and (question.optional or name == "mesh_passphrase"):
+                value = None if question.optional else question.default(answers)
+            else:
+                try:
+                    value = parse_answer(question, raw, answers)
+                except ValueError as exc:
+                    raise MeshsteadError(name, str(exc)) from None
+        elif name in previous:
+            value = previous[name]
+        elif interactive:
+            value = asker(question, answers)
+        else:
+            value = question.default(answers) if question.default else None
+            if value is None and not question.optional:
+                raise MeshsteadError(name, "required, and there is no terminal to ask; supply it with "
+                                     f"--set {name}=VALUE or in an --answers file")
+            if value is not None:
+                try:
+                    value = parse_answer(question, value, answers)
+                except ValueError as exc:
+                    raise MeshsteadError(name, str(exc)) from None
+        answers[name] = value
+    return {k: v for k, v in answers.items() if not k.startswith("_")}
+
+
+def has_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()

@@ -1,0 +1,180 @@
+"""The `meshstead` command: a thin layer over wizard.sites and friends."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, sites
+from .answers import has_terminal, load_answers_file, parse_set_flags
+from .errors import MeshsteadError
+from .fsutil import FileChange, apply_writes
+from .model import parse_node
+from .render import export as export_mod
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def site_dir(args) -> Path:
+    return Path(args.site or os.environ.get("MESHSTEAD_SITE") or ".")
+
+
+def show_changes(changes: list[FileChange], dry_run: bool, root: Path) -> None:
+    if not changes:
+        out.print("Nothing to change.")
+        return
+    verb = "would" if dry_run else "did"
+    for change in changes:
+        out.print(f"  {change.action:6} {change.path.relative_to(root) if change.path.is_relative_to(root) else change.path}"
+                  f"{'  (secret)' if change.mode == 0o600 else ''}")
+    out.print(f"{len(changes)} file(s) {verb} change.")
+
+
+def finish(opened: sites.Opened, dry_run: bool) -> None:
+    changes = sites.plan(opened)
+    if not dry_run:
+        sites.commit(opened, changes)
+    show_changes(changes, dry_run, opened.directory)
+
+
+def cmd_init(args) -> None:
+    directory = Path(args.directory or args.site or os.environ.get("MESHSTEAD_SITE") or ".")
+    interactive = has_terminal() and not args.defaults
+    asker = None
+    if interactive:
+        from .prompt import ask
+        asker = ask
+    opened = sites.init(directory, parse_set_flags(args.set), load_answers_file(args.answers),
+                        interactive=interactive, asker=asker, vault_override=args.vault_password_file)
+    finish(opened, args.dry_run)
+    if not args.dry_run and opened.vault.path:
+        out.print(f"Site [bold]{opened.site.settings.name}[/] in {directory} "
+                  f"(vault password: {opened.vault.path}; back it up, keep it private).")
+
+
+def cmd_node_add(args) -> None:
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    roles = [r for item in args.role or [] for r in item.split(",") if r]
+    name, platform, roles = parse_node(args.name, args.platform, roles)
+    sites.add_node(opened, name, platform, roles)
+    finish(opened, args.dry_run)
+
+
+def node_rows(site) -> list[dict]:
+    rows = []
+    for node in site.sorted_nodes():
+        f = site.node_facts(node)
+        rows.append({
+            "name": node.name, "fqdn": f["node_fqdn"], "platform": node.platform, "roles": node.roles,
+            "mesh_ipv4": f["node_mesh_ipv4"], "mesh_ipv6": f["node_mesh_ipv6"],
+            "tinc_ipv4": f["node_overlay_ipv4"], "tinc_ipv6": f["node_overlay_ipv6"],
+            "yggdrasil": f.get("yggdrasil_address"), "syncthing_id": f.get("syncthing_device_id"),
+            "nncp_id": f.get("nncp_id"),
+        })
+    return rows
+
+
+def cmd_node_list(args) -> None:
+    from .load import load_site
+    site = load_site(site_dir(args))
+    rows = node_rows(site)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{site.settings.name} ({site.settings.domain}): {len(rows)} node(s)")
+    for column in ("name", "fqdn", "platform", "roles", "mesh", "overlay", "syncthing", "nncp"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["fqdn"], r["platform"], ",".join(r["roles"]) or "-",
+                      f"{r['mesh_ipv4']}\n{r['mesh_ipv6']}",
+                      f"tinc {r['tinc_ipv4']}\nygg {r['yggdrasil']}",
+                      (r["syncthing_id"] or "")[:15] + "…", (r["nncp_id"] or "")[:12] + "…")
+    out.print(table)
+
+
+def cmd_identity_show(args) -> None:
+    from .load import load_site
+    site = load_site(site_dir(args))
+    facts = site.node_facts(sites.get_node(site, args.name))
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        for key, value in facts.items():
+            out.print(f"[bold]{key}[/]: {value}")
+
+
+def cmd_identity_export(args) -> None:
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    node = sites.get_node(opened.site, args.name)
+    secrets = sites.node_secrets(opened, args.name)
+    target = Path(args.dir).resolve()
+    files = export_mod.export(opened.site, node, secrets, str(target))
+    changes = [FileChange(target / rel, text.encode(), mode, "create") for rel, (text, mode) in files.items()]
+    if not args.dry_run:
+        apply_writes(changes)
+    show_changes(changes, args.dry_run, target)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--site", help="site directory (default: $MESHSTEAD_SITE, then the current directory)")
+    common.add_argument("--vault-password-file", help="vault password file (default: "
+                        "~/.config/meshstead/vault/<site id>.pass or $MESHSTEAD_VAULT_PASSWORD_FILE)")
+    common.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+
+    parser = argparse.ArgumentParser(prog="meshstead", description="Provision a private, offline-capable "
+                                     "community mesh from one site inventory.")
+    parser.add_argument("--version", action="version", version=f"meshstead {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", parents=[common], help="create a site (or update its settings)")
+    init.add_argument("directory", nargs="?", help="site directory to create")
+    init.add_argument("--defaults", action="store_true", help="take defaults instead of asking")
+    init.add_argument("--answers", help="YAML file of answers (may list nodes:)")
+    init.add_argument("--set", action="append", metavar="KEY=VALUE", help="answer a question (repeatable)")
+    init.set_defaults(func=cmd_init)
+
+    node = sub.add_parser("node", help="add and list nodes").add_subparsers(dest="node_command", required=True)
+    add = node.add_parser("add", parents=[common], help="add a node with fresh identities")
+    add.add_argument("name")
+    add.add_argument("--platform", default="amd64", help="rpi3, rpi4, rpi5, pizero2w, amd64, "
+                     "openwrt:<target>/<profile>")
+    add.add_argument("--role", action="append", help="hub, gateway, dns (repeatable or comma-separated)")
+    add.set_defaults(func=cmd_node_add)
+    lst = node.add_parser("list", parents=[common], help="list nodes")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_node_list)
+
+    ident = sub.add_parser("identity", help="node identities").add_subparsers(dest="identity_command",
+                                                                               required=True)
+    show = ident.add_parser("show", parents=[common], help="a node's public identity")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_identity_show)
+    exp = ident.add_parser("export", parents=[common], help="write the files the real programs read")
+    exp.add_argument("name")
+    exp.add_argument("--dir", required=True)
+    exp.set_defaults(func=cmd_identity_export)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except MeshsteadError as exc:
+        err.print(f"meshstead: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("meshstead: interrupted; nothing was written", highlight=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

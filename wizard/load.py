@@ -1,0 +1,73 @@
+"""Read a site back from its inventory: the inventory is the only store."""
+
+import ipaddress
+from pathlib import Path
+
+import yaml
+
+from .errors import MeshsteadError
+from .model import Node, Settings, Site
+from .render.inventory import PRIVATE_NODE_VARS
+
+SITE_FILE = Path("group_vars/all/site.yml")
+_NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_roles", "node_mesh_ipv4",
+                "node_mesh_ipv6", "node_overlay_ipv4", "node_overlay_ipv6")
+
+
+def is_site(directory: Path) -> bool:
+    return (directory / SITE_FILE).is_file()
+
+
+def _yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise MeshsteadError(str(path), f"cannot read ({str(exc).splitlines()[0]}); expected a meshstead "
+                             "generated YAML file") from None
+    if not isinstance(data, dict):
+        raise MeshsteadError(str(path), "expected a YAML mapping")
+    return data
+
+
+def load_site(directory: Path) -> Site:
+    if not is_site(directory):
+        raise MeshsteadError("site", f"{directory} is not a meshstead site (no {SITE_FILE}); expected a "
+                             "directory made by `meshstead init` (see --site or $MESHSTEAD_SITE)")
+    raw = _yaml(directory / SITE_FILE)
+    try:
+        settings = Settings(
+            site_id=raw["meshstead_site_id"], name=raw["site_name"], domain=raw["site_domain"],
+            country=raw["site_country"], mesh_mode=raw["site_mesh_mode"], mesh_band=str(raw["site_mesh_band"]),
+            mesh_channel=int(raw["site_mesh_channel"]), mesh_id=raw["site_mesh_id"],
+            mesh_mtu=int(raw["site_mesh_mtu"]), overlay=list(raw["site_overlay"]),
+            services=list(raw["site_services"]), ipv4_plan=ipaddress.IPv4Network(raw["site_ipv4_plan"]),
+            ipv6_ula=ipaddress.IPv6Network(raw["site_ipv6_ula"]), admin_user=raw["site_admin_user"],
+            admin_ssh_keys=list(raw["site_admin_ssh_keys"]), signing_public_key=raw["site_signing_public_key"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MeshsteadError(str(directory / SITE_FILE), f"damaged or foreign file ({exc}); expected the "
+                             "file meshstead generated") from None
+    site = Site(settings)
+    hosts = _yaml(directory / "hosts.yml")
+    children = (hosts.get("all") or {}).get("children") or {}
+    names = [n for group in ("debian", "openwrt") for n in ((children.get(group) or {}).get("hosts") or {})]
+    for name in names:
+        node_dir = directory / "host_vars" / name
+        data = _yaml(node_dir / "node.yml")
+        public = {k: v for k, v in data.items() if k not in _NODE_FIELDS and k not in PRIVATE_NODE_VARS}
+        site.nodes[name] = Node(name=name, index=int(data["node_index"]), platform=data["node_platform"],
+                                roles=list(data["node_roles"]), public=public,
+                                has_secrets=(node_dir / "vault.yml").exists())
+    return site
+
+
+def previous_answers(site: Site, has_password: bool) -> dict:
+    """The existing site's settings as answers, so a re-run asks nothing new."""
+    s = site.settings
+    answers = {
+        "name": s.name, "domain": s.domain, "country": s.country, "mesh_mode": s.mesh_mode,
+        "mesh_band": s.mesh_band, "mesh_channel": s.mesh_channel, "mesh_id": s.mesh_id,
+        "mesh_mtu": s.mesh_mtu, "overlay": s.overlay, "ipv4_plan": s.ipv4_plan, "ipv6_ula": s.ipv6_ula,
+        "admin_user": s.admin_user, "admin_ssh_key": s.admin_ssh_keys[0], "services": s.services,
+        "mesh_passphrase": "(kept)", "admin_password": "(kept)" if has_password else None,
+    }
+    return answers

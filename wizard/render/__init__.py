@@ -1,0 +1,1 @@
+"""Model -> files: inventory, identity exports (later: invites, image seeds)."""

@@ -1,0 +1,119 @@
+"""The site model rendered as an Ansible inventory (see docs/inventory.md)."""
+
+from ..model import Node, Site
+from . import yamlfile
+
+PUBLIC_MODE = 0o644
+SECRET_MODE = 0o600
+FORMAT = 1
+
+# node.yml names a private value; vault.yml holds it as vault_<name>.
+PRIVATE_NODE_VARS = ("tinc_private_key", "yggdrasil_private_key", "syncthing_key", "nncp_exchprv",
+                     "nncp_signprv", "nncp_noiseprv", "ssh_host_ed25519_private_key")
+DEBIAN_PLATFORMS = ("rpi3", "rpi4", "rpi5", "pizero2w", "amd64")
+SERVICE_GROUPS = {"syncthing": "syncthing_nodes", "nncp": "nncp_nodes", "portal": "portal_nodes",
+                  "mail": "mail_nodes"}
+ROLE_GROUPS = {"hub": "hubs", "gateway": "gateways", "dns": "dns_servers"}
+
+
+def site_vars(site: Site, has_admin_password: bool) -> dict:
+    s = site.settings
+    data = {
+        "meshstead_site_id": s.site_id,
+        "meshstead_format": FORMAT,
+        "site_name": s.name,
+        "site_domain": s.domain,
+        "site_country": s.country,
+        "site_mesh_mode": s.mesh_mode,
+        "site_mesh_band": s.mesh_band,
+        "site_mesh_channel": s.mesh_channel,
+        "site_mesh_id": s.mesh_id,
+        "site_mesh_mtu": s.mesh_mtu,
+        "site_mesh_passphrase": "{{ vault_site_mesh_passphrase }}",
+        "site_overlay": list(s.overlay),
+        "site_services": list(s.services),
+        "site_ipv4_plan": str(s.ipv4_plan),
+        "site_mesh_ipv4_net": str(s.mesh_ipv4_net),
+        "site_overlay_ipv4_net": str(s.overlay_ipv4_net),
+        "site_client_ipv4_net": str(s.client_ipv4_net),
+        "site_ipv6_ula": str(s.ipv6_ula),
+        "site_mesh_ipv6_net": str(s.ula_subnet(0)),
+        "site_overlay_ipv6_net": str(s.ula_subnet(1)),
+        "site_admin_user": s.admin_user,
+        "site_admin_ssh_keys": list(s.admin_ssh_keys),
+        "site_syncthing_folders": [
+            {"id": "shared", "label": "Shared", "path": "shared"},
+            {"id": "nncp-carrier", "label": "NNCP carrier", "path": "nncp-carrier"},
+        ],
+        "site_signing_public_key": s.signing_public_key,
+        # Real nodes are found by name unless connection.yml says otherwise;
+        # the site's known_hosts keeps host key checking on.
+        "ansible_host": "{{ node_fqdn }}",
+        "ansible_ssh_extra_args": "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts",
+    }
+    if has_admin_password:
+        data["site_admin_password_hash"] = "{{ vault_site_admin_password_hash }}"
+    return data
+
+
+def hosts(site: Site) -> dict:
+    groups: dict[str, list[str]] = {"debian": [], "openwrt": []}
+    groups.update({g: [] for g in ROLE_GROUPS.values()})
+    groups.update({"tinc_nodes": [], "yggdrasil_nodes": []})
+    groups.update({g: [] for g in SERVICE_GROUPS.values()})
+    for node in site.sorted_nodes():
+        groups["debian" if node.platform in DEBIAN_PLATFORMS else "openwrt"].append(node.name)
+        for role in node.roles:
+            groups[ROLE_GROUPS[role]].append(node.name)
+        for overlay in site.settings.overlay:
+            groups[f"{overlay}_nodes"].append(node.name)
+        for service in site.settings.services:
+            groups[SERVICE_GROUPS[service]].append(node.name)
+    return {"all": {"children": {name: {"hosts": {m: None for m in members}} if members else {}
+                                 for name, members in groups.items()}}}
+
+
+def node_vars(site: Site, node: Node) -> dict:
+    data = site.node_facts(node)
+    if node.has_secrets:
+        data.update({name: "{{ vault_%s }}" % name for name in PRIVATE_NODE_VARS})
+    return data
+
+
+def known_hosts(site: Site) -> bytes:
+    lines = []
+    for node in site.sorted_nodes():
+        facts = site.node_facts(node)
+        names = [node.name, facts["node_fqdn"], facts["node_mesh_ipv4"], facts["node_mesh_ipv6"],
+                 facts["node_overlay_ipv4"], facts["node_overlay_ipv6"]]
+        if "yggdrasil_address" in facts:
+            names.append(facts["yggdrasil_address"])
+        key = " ".join(facts["ssh_host_ed25519_public_key"].split()[:2])
+        lines.append(f"{','.join(names)} {key}")
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[str, dict]) -> dict:
+    """Files to write, relative to the site directory: {path: (bytes, mode)}.
+
+    Vault files are rendered only for secrets held in memory: a node whose
+    keys were not loaded keeps its vault file as it is."""
+    has_password = bool(site_secrets and site_secrets.get("site_admin_password_hash"))
+    files = {
+        "hosts.yml": (yamlfile.dump(hosts(site)), PUBLIC_MODE),
+        "group_vars/all/site.yml": (yamlfile.dump(site_vars(site, has_password)), PUBLIC_MODE),
+        "known_hosts": (known_hosts(site), PUBLIC_MODE),
+    }
+    if site_secrets is not None:
+        files["group_vars/all/vault.yml"] = (
+            vault.encrypt({f"vault_{k}": v for k, v in site_secrets.items() if v is not None}), SECRET_MODE)
+    for node in site.sorted_nodes():
+        files[f"host_vars/{node.name}/node.yml"] = (yamlfile.dump(node_vars(site, node)), PUBLIC_MODE)
+        if node.name in node_secrets:
+            files[f"host_vars/{node.name}/vault.yml"] = (
+                vault.encrypt({f"vault_{k}": v for k, v in node_secrets[node.name].items()}), SECRET_MODE)
+    return files
+
+
+def connection(conn: dict) -> bytes:
+    return yamlfile.dump(conn)

@@ -1,0 +1,179 @@
+"""What the commands do to a site: init, add nodes, read identities.
+
+Every operation validates everything first, then writes all files at once
+(or, with dry_run, only reports what it would write)."""
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from passlib.hash import sha512_crypt
+
+from . import answers as answers_mod
+from . import validate
+from .errors import MeshsteadError
+from .fsutil import FileChange, apply_writes, plan_writes
+from .identity import node as node_identity
+from .identity import signing
+from .load import is_site, load_site, previous_answers
+from .model import Node, Settings, Site, parse_node
+from .questions import IMMUTABLE
+from .render import inventory
+from .vault import Vault, new_password, password_file, write_password_file
+
+GROUP_VAULT = Path("group_vars/all/vault.yml")
+
+
+@dataclass
+class Opened:
+    """A loaded site with its vault and network-wide secrets."""
+    directory: Path
+    site: Site
+    vault: Vault
+    site_secrets: dict
+    new_password_file: Path | None = None
+    node_secrets: dict = field(default_factory=dict)
+
+
+def _strip_vault(data: dict) -> dict:
+    return {k.removeprefix("vault_"): v for k, v in data.items()}
+
+
+def open_site(directory: Path, vault_override: str | None = None) -> Opened:
+    site = load_site(directory)
+    vault = Vault.from_file(password_file(site.settings.site_id, vault_override))
+    secrets = _strip_vault(vault.decrypt(directory / GROUP_VAULT))
+    return Opened(directory, site, vault, secrets)
+
+
+def node_secrets(opened: Opened, name: str) -> dict:
+    node = get_node(opened.site, name)
+    if not node.has_secrets:
+        raise MeshsteadError(name, "this site does not hold the node's private keys (it made its own)")
+    return _strip_vault(opened.vault.decrypt(opened.directory / "host_vars" / name / "vault.yml"))
+
+
+def get_node(site: Site, name: str) -> Node:
+    if name not in site.nodes:
+        raise MeshsteadError("node", f"no node named {name!r}; expected one of: "
+                             f"{', '.join(sorted(site.nodes)) or '(none yet)'}")
+    return site.nodes[name]
+
+
+def _settings_from(answers: dict, site_id: str, signing_public: str) -> Settings:
+    return Settings(
+        site_id=site_id, name=answers["name"], domain=answers["domain"], country=answers["country"],
+        mesh_mode=answers["mesh_mode"], mesh_band=answers["mesh_band"], mesh_channel=answers["mesh_channel"],
+        mesh_id=answers["mesh_id"], mesh_mtu=answers["mesh_mtu"], overlay=answers["overlay"],
+        services=answers["services"], ipv4_plan=answers["ipv4_plan"], ipv6_ula=answers["ipv6_ula"],
+        admin_user=answers["admin_user"], admin_ssh_keys=[answers["admin_ssh_key"]],
+        signing_public_key=signing_public)
+
+
+def _hash_password(password: str | None) -> str | None:
+    return sha512_crypt.hash(password) if password else None
+
+
+def init(directory: Path, flags: dict, from_file: dict, *, interactive: bool, asker=None,
+         vault_override: str | None = None) -> Opened:
+    """Resolve answers into a new site, or update an existing one's settings."""
+    answers_mod.check_known(flags, "--set", extra=())
+    answers_mod.check_known(from_file, "--answers")
+    if is_site(directory):
+        opened = open_site(directory, vault_override)
+        _update_settings(opened, flags, from_file)
+    else:
+        if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            raise MeshsteadError("site", f"{directory} exists and is not a meshstead site; expected a new "
+                                 "or empty directory")
+        dir_name = directory.resolve().name
+        try:
+            context = {"_dir_name": validate.dns_label(dir_name)}
+        except ValueError:
+            context = {}
+        answers = answers_mod.resolve(flags, from_file, {}, interactive=interactive, asker=asker,
+                                      context=context)
+        site_id = uuid.uuid4().hex
+        signing_public, signing_private = signing.generate()
+        site = Site(_settings_from(answers, site_id, signing_public["site_signing_public_key"]))
+        secrets = {"site_mesh_passphrase": answers["mesh_passphrase"],
+                   "site_admin_password_hash": _hash_password(answers.get("admin_password")),
+                   **signing_private}
+        pw_path = password_file(site_id, vault_override)
+        if pw_path.exists():
+            vault = Vault.from_file(pw_path)
+            new_pw = None
+        else:
+            vault, new_pw = Vault(new_password(), pw_path), pw_path
+        opened = Opened(directory, site, vault, {k: v for k, v in secrets.items() if v is not None}, new_pw)
+    for spec in from_file.get("nodes") or []:
+        if not isinstance(spec, dict) or "name" not in spec:
+            raise MeshsteadError("nodes", "expected a list of {name, platform, roles}")
+        name, platform, roles = parse_node(spec["name"], spec.get("platform", "amd64"), spec.get("roles", []))
+        existing = opened.site.nodes.get(name)
+        if existing and (existing.platform, existing.roles) == (platform, roles):
+            continue  # already there, as asked: nothing to do
+        add_node(opened, name, platform, roles)
+    return opened
+
+
+def _update_settings(opened: Opened, flags: dict, from_file: dict) -> None:
+    site = opened.site
+    given = {**{k: v for k, v in from_file.items() if k != "nodes"}, **flags}
+    previous = previous_answers(site, "site_admin_password_hash" in opened.site_secrets)
+    answers = answers_mod.resolve(given, {}, previous, interactive=False)
+    for key in IMMUTABLE:
+        if key in given and answers[key] != previous[key]:
+            raise MeshsteadError(key, f"cannot change on an existing site (it is {previous[key]}); "
+                                 "expected the same value or none")
+    if "mesh_passphrase" in given:
+        opened.site_secrets["site_mesh_passphrase"] = answers["mesh_passphrase"]
+    if "admin_password" in given:
+        hashed = _hash_password(answers["admin_password"])
+        opened.site_secrets.pop("site_admin_password_hash", None)
+        if hashed:
+            opened.site_secrets["site_admin_password_hash"] = hashed
+    keys = site.settings.admin_ssh_keys
+    if "admin_ssh_key" in given and answers["admin_ssh_key"] not in keys:
+        keys = [answers["admin_ssh_key"]]
+    site.settings = _settings_from({**answers, "admin_ssh_key": keys[0]}, site.settings.site_id,
+                                   site.settings.signing_public_key)
+    site.settings.admin_ssh_keys = keys
+
+
+def add_node(opened: Opened, name: str, platform: str, roles: list[str]) -> Node:
+    return add_nodes(opened, [(name, platform, roles)])[0]
+
+
+def add_nodes(opened: Opened, specs: list[tuple[str, str, list[str]]], progress=None) -> list[Node]:
+    site = opened.site
+    nodes = []
+    for name, platform, roles in specs:
+        site.check_new_node(name)
+        node = Node(name=name, index=site.next_index(), platform=platform, roles=roles)
+        site.nodes[name] = node
+        nodes.append(node)
+    results = node_identity.generate_many([site.fqdn(n) for n in nodes], progress)
+    for node, (public, private) in zip(nodes, results):
+        node.public = public
+        opened.node_secrets[node.name] = private
+    return nodes
+
+
+def plan(opened: Opened) -> list[FileChange]:
+    files = inventory.render(opened.site, opened.vault, site_secrets=opened.site_secrets,
+                             node_secrets=opened.node_secrets)
+    return plan_writes(opened.directory, files, unchanged=opened.vault.same_content)
+
+
+def commit(opened: Opened, changes: list[FileChange]) -> None:
+    """Write the vault password (new sites only), then every file at once."""
+    if opened.new_password_file:
+        write_password_file(opened.new_password_file, opened.vault.password)
+    try:
+        apply_writes(changes)
+    except BaseException:
+        if opened.new_password_file:
+            opened.new_password_file.unlink(missing_ok=True)
+        raise
+    opened.new_password_file = None
