@@ -17,6 +17,8 @@ from .model import parse_node
 from .render import export as export_mod
 
 out = Console(soft_wrap=True)
+if not out.is_terminal:
+    out.width = 200  # tables read in logs and pipes are not squeezed to 80 columns
 err = Console(stderr=True)
 
 
@@ -30,8 +32,8 @@ def show_changes(changes: list[FileChange], dry_run: bool, root: Path) -> None:
         return
     verb = "would" if dry_run else "did"
     for change in changes:
-        out.print(f"  {change.action:6} {change.path.relative_to(root) if change.path.is_relative_to(root) else change.path}"
-                  f"{'  (secret)' if change.mode == 0o600 else ''}")
+        shown = change.path.relative_to(root) if change.path.is_relative_to(root) else change.path
+        out.print(f"  {change.action:6} {shown}{'  (secret)' if change.mode == 0o600 else ''}")
     out.print(f"{len(changes)} file(s) {verb} change.")
 
 
@@ -120,6 +122,36 @@ def cmd_identity_export(args) -> None:
     show_changes(changes, args.dry_run, target)
 
 
+def demo_admin_key() -> str:
+    """The user's own key if there is one, else a demo key kept with meshstead's config."""
+    from .questions import find_ssh_key
+    found = find_ssh_key()
+    if found:
+        return found
+    key = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "meshstead" / "demo" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        import subprocess
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "meshstead-demo", "-f", str(key)],
+                       check=True)
+    return str(key) + ".pub"
+
+
+DEMO_NODES = (("hilltop", "rpi4", ["hub", "dns"]), ("cabin", "rpi3", []), ("barn", "pizero2w", []))
+
+
+def cmd_demo(args) -> None:
+    """A 3-node site with defaults: the quickest look at what meshstead makes."""
+    directory = site_dir(args)
+    opened = sites.init(directory, {"admin_ssh_key": demo_admin_key()}, {}, interactive=False,
+                        vault_override=args.vault_password_file)
+    missing = [spec for spec in DEMO_NODES if spec[0] not in opened.site.nodes]
+    if missing:
+        sites.add_nodes(opened, missing)
+    finish(opened, args.dry_run)
+    cmd_node_list(argparse.Namespace(site=str(directory), json=False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--site", help="site directory (default: $MESHSTEAD_SITE, then the current directory)")
@@ -149,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst = node.add_parser("list", parents=[common], help="list nodes")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_node_list)
+
+    demo = sub.add_parser("demo", parents=[common], help="make (or reuse) a 3-node demo site and show it")
+    demo.set_defaults(func=cmd_demo)
 
     ident = sub.add_parser("identity", help="node identities").add_subparsers(dest="identity_command",
                                                                                required=True)

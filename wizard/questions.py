@@ -11,9 +11,9 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import validate
 
@@ -38,7 +38,8 @@ def random_ipv4_plan(_answers=None) -> str:
 
 def random_ula(_answers=None) -> str:
     """RFC 4193 section 3.2.2: SHA-1 of the time and an EUI-64, low 40 bits."""
-    digest = hashlib.sha1(time.time_ns().to_bytes(8, "big") + uuid.getnode().to_bytes(8, "big")
+    # RFC 4193 names SHA-1; this is not a security use.
+    digest = hashlib.sha1(time.time_ns().to_bytes(8, "big") + uuid.getnode().to_bytes(8, "big")  # noqa: S324
                           + secrets.token_bytes(8)).digest()
     global_id = digest[-5:]
     return str(ipaddress.IPv6Network((b"\xfd" + global_id + bytes(10), 48)))

@@ -154,7 +154,7 @@ def add_nodes(opened: Opened, specs: list[tuple[str, str, list[str]]], progress=
         site.nodes[name] = node
         nodes.append(node)
     results = node_identity.generate_many([site.fqdn(n) for n in nodes], progress)
-    for node, (public, private) in zip(nodes, results):
+    for node, (public, private) in zip(nodes, results, strict=True):
         node.public = public
         opened.node_secrets[node.name] = private
     return nodes

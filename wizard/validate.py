@@ -89,7 +89,8 @@ def ipv4_plan(value) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.IPv4Network(str(value).strip())
     except ValueError:
-        raise ValueError("expected an IPv4 network such as 10.42.0.0/16 (address bits after the prefix must be 0)")
+        raise ValueError("expected an IPv4 network such as 10.42.0.0/16 "
+                         "(address bits after the prefix must be 0)") from None
     if not net.is_private or not any(net.subnet_of(ipaddress.IPv4Network(r))
                                      for r in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")):
         raise ValueError("expected a private (RFC 1918) range, e.g. 10.42.0.0/16")
@@ -106,7 +107,7 @@ def ipv6_ula(value) -> ipaddress.IPv6Network:
     try:
         net = ipaddress.IPv6Network(str(value).strip())
     except ValueError:
-        raise ValueError("expected an IPv6 ULA /48 such as fd12:3456:789a::/48")
+        raise ValueError("expected an IPv6 ULA /48 such as fd12:3456:789a::/48") from None
     if net.prefixlen != 48 or not net.subnet_of(ipaddress.IPv6Network("fd00::/8")):
         raise ValueError("expected a /48 inside fd00::/8 (RFC 4193), e.g. fd12:3456:789a::/48")
     return net
@@ -164,11 +165,11 @@ def ssh_public_key(value) -> str:
             text = path.read_text().strip().splitlines()[0]
         except (OSError, IndexError, UnicodeDecodeError):
             raise ValueError(f"cannot read an SSH public key from {text!r}: expected a readable .pub file "
-                             "or a literal key 'ssh-ed25519 AAAA…'")
+                             "or a literal key 'ssh-ed25519 AAAA…'") from None
     try:
         load_ssh_public_key(" ".join(text.split()[:2]).encode())
     except (ValueError, TypeError, IndexError):
-        raise ValueError("expected an OpenSSH public key such as 'ssh-ed25519 AAAA… comment'")
+        raise ValueError("expected an OpenSSH public key such as 'ssh-ed25519 AAAA… comment'") from None
     return text
 
 

@@ -40,10 +40,12 @@ def address_for_key(public: bytes) -> ipaddress.IPv6Address:
     ones = 0
     while ones < width and bits >> (width - 1 - ones) & 1:
         ones += 1
-    rest_width = width - ones - 1
+    rest_width = max(width - ones - 1, 0)
     rest = bits & ((1 << rest_width) - 1)
-    tail = (rest << 8 * 14 >> rest_width).to_bytes(14, "big") if rest_width > 0 else bytes(14)
-    return ipaddress.IPv6Address(bytes([0x02, ones]) + tail)
+    count = min(rest_width // 8, 14)  # whole bytes only, as the reference does
+    tail = (rest >> (rest_width - 8 * count)).to_bytes(count, "big") + bytes(14 - count)
+    # The reference counts in a byte: 256 ones (an all-zero key) wraps to 0.
+    return ipaddress.IPv6Address(bytes([0x02, ones & 0xFF]) + tail)
 
 
 def subnet_for_key(public: bytes) -> ipaddress.IPv6Network:

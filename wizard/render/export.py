@@ -98,6 +98,8 @@ def export(site: Site, node: Node, secrets: dict, base: str) -> dict:
         "syncthing/cert.pem": (facts["syncthing_cert"], PUBLIC),
         "syncthing/key.pem": (secrets["syncthing_key"], PRIVATE),
         "nncp.hjson": (json.dumps(nncp_conf(site, node, secrets, base), indent=2) + "\n", PRIVATE),
+        # NNCP refuses to run without an existing spool directory ("Can not stat spool").
+        "nncp/spool/.keep": ("", PRIVATE),
         "ssh/ssh_host_ed25519_key": (secrets["ssh_host_ed25519_private_key"], PRIVATE),
         "ssh/ssh_host_ed25519_key.pub": (facts["ssh_host_ed25519_public_key"] + "\n", PUBLIC),
     }

@@ -1,0 +1,41 @@
+# Two entry points for a fresh Debian 12 machine (run as root):
+#   make demo   set up, then build a 3-node site and show it
+#   make test   set up, then run every test
+VENV ?= .venv
+PYTHON ?= python3
+# Real programs the tests run and the lab needs on the host.
+HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nftables iproute2 \
+	iputils-ping mmdebstrap systemd-container apt-utils dpkg-dev arch-test netcat-openbsd \
+	zbar-tools dnsutils ca-certificates
+DEMO_SITE ?= inventory/demo
+
+.PHONY: setup host-packages demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing host packages:" $$missing; \
+		for i in 1 2 3; do apt-get update -q && break; sleep 5; done; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 $$missing; \
+	fi
+
+setup: host-packages $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/meshstead demo --site $(DEMO_SITE)
+
+test: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check wizard tests benchmarks
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,179 @@
+"""The command as a user runs it: exit codes, one-line errors, nothing half-written."""
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli, snapshot
+
+
+@pytest.fixture
+def site(tmp_path, admin_key):
+    directory = tmp_path / "mysite"
+    result = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}")
+    assert result.returncode == 0, result.stderr
+    assert run_cli("node", "add", "hilltop", "--role", "hub", "--platform", "rpi4", "--site", directory).returncode == 0
+    assert run_cli("node", "add", "cabin", "--platform", "rpi3", "--site", directory).returncode == 0
+    return directory
+
+
+def assert_one_line_error(result, field):
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"meshstead: error: {field}"), lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_init_writes_inventory_with_secret_modes(site, config_home):
+    site_vars = yaml.safe_load((site / "group_vars/all/site.yml").read_text())
+    assert site_vars["site_name"] == "mysite"
+    assert site_vars["site_domain"] == "mysite.internal"
+    assert (site / "group_vars/all/vault.yml").stat().st_mode & 0o777 == 0o600
+    assert (site / "host_vars/cabin/vault.yml").read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    password = config_home / "meshstead" / "vault" / f"{site_vars['meshstead_site_id']}.pass"
+    assert password.stat().st_mode & 0o777 == 0o600
+    assert (password.parent.stat().st_mode & 0o777) == 0o700
+    assert not any(site.rglob("*.pass"))
+    # The passphrase and private keys never appear in clear text in the site.
+    text = "".join(p.read_text() for p in site.rglob("*.yml"))
+    assert "PRIVATE KEY" not in text
+
+
+def test_node_list_json_and_table(site):
+    rows = json.loads(run_cli("node", "list", "--json", "--site", site).stdout)
+    assert [r["name"] for r in rows] == ["hilltop", "cabin"]
+    assert rows[0]["roles"] == ["hub"] and rows[1]["platform"] == "rpi3"
+    assert rows[1]["mesh_ipv4"].endswith(".2")
+    table = run_cli("node", "list", "--site", site, env={"COLUMNS": "200"}).stdout
+    assert "hilltop.mysite.internal" in table and "cabin" in table
+
+
+def test_site_from_environment(site):
+    result = run_cli("identity", "show", "cabin", "--json", env={"MESHSTEAD_SITE": str(site)})
+    facts = json.loads(result.stdout)
+    assert facts["node_fqdn"] == "cabin.mysite.internal"
+    assert not any("prv" in k or "private" in k for k in facts)
+
+
+def test_rerun_changes_nothing(site):
+    before = snapshot(site)
+    result = run_cli("init", site, "--defaults")
+    assert result.returncode == 0 and "Nothing to change" in result.stdout
+    assert snapshot(site) == before
+
+
+def test_settings_update_keeps_keys(site):
+    before = snapshot(site)
+    result = run_cli("init", site, "--set", "country=KE")
+    assert result.returncode == 0, result.stderr
+    after = snapshot(site)
+    assert yaml.safe_load((site / "group_vars/all/site.yml").read_text())["site_country"] == "KE"
+    changed = {str(p) for p in after if after[p] != before.get(p)}
+    assert changed == {"group_vars/all/site.yml"}
+
+
+def test_dry_run_writes_nothing(tmp_path, admin_key, config_home):
+    target = tmp_path / "dry"
+    result = run_cli("init", target, "--defaults", "--dry-run", "--set", f"admin_ssh_key={admin_key}")
+    assert result.returncode == 0
+    assert "would change" in result.stdout and "hosts.yml" in result.stdout
+    assert not target.exists()
+    assert not (config_home / "meshstead").exists()
+
+
+def test_answers_file_with_nodes(tmp_path, admin_key):
+    answers = tmp_path / "answers.yml"
+    answers.write_text(yaml.safe_dump({
+        "name": "valley", "country": "ke", "overlay": ["yggdrasil"], "ipv4_plan": "10.77.0.0/16",
+        "admin_ssh_key": str(admin_key),
+        "nodes": [{"name": "a", "platform": "rpi4", "roles": ["hub", "dns"]}, {"name": "b"}]}))
+    directory = tmp_path / "site"
+    assert run_cli("init", directory, "--answers", answers).returncode == 0
+    rows = json.loads(run_cli("node", "list", "--json", "--site", directory).stdout)
+    assert [(r["name"], r["mesh_ipv4"]) for r in rows] == [("a", "10.77.0.1"), ("b", "10.77.0.2")]
+    hosts = yaml.safe_load((directory / "hosts.yml").read_text())["all"]["children"]
+    assert list(hosts["dns_servers"]["hosts"]) == ["a"] and hosts["tinc_nodes"] == {}
+    # Same answers again: nothing changes, no key is regenerated.
+    before = snapshot(directory)
+    assert run_cli("init", directory, "--answers", answers).returncode == 0
+    assert snapshot(directory) == before
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--set", "country=XX"], "country"),
+    (["--set", "name=Bad_Name"], "name"),
+    (["--set", "ipv4_plan=10.0.0.0/16"], "ipv4_plan"),
+    (["--set", "ipv4_plan=10.9.0.0/24"], "ipv4_plan"),
+    (["--set", "admin_ssh_key=/nonexistent.pub"], "admin_ssh_key"),
+    (["--set", "mesh_channel=99"], "mesh_channel"),
+    (["--set", "colour=blue"], "colour"),
+    (["--set", "overlay=wireguard"], "overlay"),
+])
+def test_bad_init_input(tmp_path, admin_key, args, field, config_home):
+    target = tmp_path / "new"
+    result = run_cli("init", target, "--defaults", "--set", f"admin_ssh_key={admin_key}", *args)
+    assert_one_line_error(result, field)
+    assert not target.exists()
+    assert not (config_home / "meshstead").exists()
+
+
+def test_missing_required_answer_without_terminal(tmp_path):
+    result = run_cli("init", tmp_path / "new", "--defaults", env={"HOME": str(tmp_path)})
+    assert_one_line_error(result, "admin_ssh_key")
+    assert "--set admin_ssh_key=" in result.stderr
+
+
+@pytest.mark.parametrize("args, field", [
+    (["node", "add", "cabin"], "name: a node named 'cabin' already exists"),
+    (["node", "add", "Bad"], "name"),
+    (["node", "add", "x", "--platform", "rpi2"], "platform"),
+    (["node", "add", "x", "--role", "boss"], "role"),
+    (["identity", "show", "nope"], "node"),
+])
+def test_bad_node_input_changes_nothing(site, args, field):
+    before = snapshot(site)
+    assert_one_line_error(run_cli(*args, "--site", site), field)
+    assert snapshot(site) == before
+
+
+def test_immutable_setting(site):
+    before = snapshot(site)
+    assert_one_line_error(run_cli("init", site, "--set", "ipv4_plan=10.99.0.0/16"), "ipv4_plan")
+    assert snapshot(site) == before
+
+
+def test_not_a_site(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file").write_text("x")
+    assert_one_line_error(run_cli("node", "list", "--site", tmp_path / "junk"), "site")
+    assert_one_line_error(run_cli("init", tmp_path / "junk", "--defaults"), "site")
+
+
+def test_wrong_or_corrupt_vault(site, tmp_path):
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not-the-password\n")
+    before = snapshot(site)
+    result = run_cli("node", "add", "x", "--site", site, "--vault-password-file", wrong)
+    assert_one_line_error(result, str(site / "group_vars/all/vault.yml"))
+    assert "cannot decrypt" in result.stderr
+    vault = site / "host_vars/cabin/vault.yml"
+    vault.write_text(vault.read_text()[:200])
+    damaged = snapshot(site)
+    result = run_cli("identity", "export", "cabin", "--dir", tmp_path / "out", "--site", site)
+    assert_one_line_error(result, str(vault))
+    assert snapshot(site) == damaged and before != damaged
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_modes(site, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli("identity", "export", "cabin", "--dir", out, "--site", site).returncode == 0
+    assert (out / "syncthing/key.pem").stat().st_mode & 0o777 == 0o600
+    assert (out / "ssh/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
+    assert (out / "syncthing/cert.pem").stat().st_mode & 0o777 == 0o644
+    net = "mysite"
+    assert sorted(p.name for p in (out / "tinc" / net / "hosts").iterdir()) == ["cabin", "hilltop"]
+    assert "Address = " in (out / "tinc" / net / "hosts" / "hilltop").read_text()
+    assert "ConnectTo = hilltop" in (out / "tinc" / net / "tinc.conf").read_text()

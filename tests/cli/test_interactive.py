@@ -1,0 +1,62 @@
+"""The wizard in a real terminal: prompts answered as a person would."""
+
+import sys
+
+import pexpect
+import yaml
+
+from tests.conftest import ROOT
+
+ENTER = "\r"
+
+
+def test_wizard_prompts_in_a_terminal(tmp_path, admin_key):
+    directory = tmp_path / "valley"
+    child = pexpect.spawn(sys.executable, ["-m", "wizard.cli", "init", str(directory)], cwd=str(ROOT),
+                          env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "TERM": "xterm",
+                               "PATH": "/usr/bin:/bin"}, encoding="utf-8", timeout=30, dimensions=(40, 160))
+    child.expect("name:")
+    child.send(ENTER)  # default: the directory's name
+    child.expect("domain:")
+    child.send(ENTER)
+    child.expect("country:")
+    child.send("\x7f\x7fxx" + ENTER)  # an invalid answer is refused in place...
+    child.expect("ISO 3166")
+    child.send("\x7f\x7fke" + ENTER)  # ...and a valid one accepted
+    child.expect("mesh_mode:")
+    child.send(ENTER)
+    child.expect("mesh_band:")
+    child.send(ENTER)
+    child.expect("mesh_channel:")
+    child.send("\x7f6" + ENTER)
+    child.expect("mesh_id:")
+    child.send(ENTER)
+    child.expect("mesh_passphrase:")
+    child.send("correct horse battery" + ENTER)
+    child.expect("mesh_mtu:")
+    child.send(ENTER)
+    child.expect("overlay:")
+    child.send(ENTER)
+    child.expect("ipv4_plan:")
+    child.send("\x7f" * 20 + "10.77.0.0/16" + ENTER)
+    child.expect("ipv6_ula:")
+    child.send(ENTER)
+    child.expect("admin_user:")
+    child.send(ENTER)
+    child.expect("admin_ssh_key:")
+    child.send(str(admin_key) + ENTER)
+    child.expect("admin_password:")
+    child.send(ENTER)
+    child.expect("services:")
+    child.send(ENTER)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    settings = yaml.safe_load((directory / "group_vars/all/site.yml").read_text())
+    assert settings["site_name"] == "valley"
+    assert settings["site_country"] == "KE"
+    assert settings["site_mesh_channel"] == 6
+    assert settings["site_ipv4_plan"] == "10.77.0.0/16"
+    assert settings["site_admin_ssh_keys"] == [admin_key.read_text().strip()]
+    assert "site_admin_password_hash" not in settings
+    assert "correct horse" not in "".join(p.read_text() for p in directory.rglob("*.yml"))

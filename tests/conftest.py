@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own config home, so vault password
+files never land in the real user's ~/.config."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.delenv("MESHSTEAD_SITE", raising=False)
+    monkeypatch.delenv("MESHSTEAD_VAULT_PASSWORD_FILE", raising=False)
+    return home
+
+
+@pytest.fixture
+def admin_key(tmp_path):
+    key = tmp_path / "admin"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@test", "-f", str(key)], check=True)
+    return key.with_suffix(".pub")
+
+
+def run_cli(*args, input=None, env=None):
+    """Run the real command in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, input=input,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def snapshot(directory: Path) -> dict:
+    return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mode) for p in sorted(directory.rglob("*"))
+            if p.is_file()}
