@@ -14,6 +14,7 @@ DEBIAN_PLATFORMS = ("rpi3", "rpi4", "rpi5", "pizero2w", "amd64")
 SERVICE_GROUPS = {"syncthing": "syncthing_nodes", "nncp": "nncp_nodes", "portal": "portal_nodes",
                   "mail": "mail_nodes"}
 ROLE_GROUPS = {"hub": "hubs", "gateway": "gateways", "dns": "dns_servers"}
+GROUPS = ("debian", "openwrt", *ROLE_GROUPS.values(), "tinc_nodes", "yggdrasil_nodes", *SERVICE_GROUPS.values())
 
 
 def site_vars(site: Site, has_admin_password: bool) -> dict:
@@ -49,6 +50,7 @@ def site_vars(site: Site, has_admin_password: bool) -> dict:
         # Real nodes are found by name unless connection.yml says otherwise;
         # the site's known_hosts keeps host key checking on.
         "ansible_host": "{{ node_fqdn }}",
+        "ansible_user": "{{ site_admin_user }}",
         "ansible_ssh_extra_args": "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts",
     }
     if has_admin_password:
@@ -57,10 +59,7 @@ def site_vars(site: Site, has_admin_password: bool) -> dict:
 
 
 def hosts(site: Site) -> dict:
-    groups: dict[str, list[str]] = {"debian": [], "openwrt": []}
-    groups.update({g: [] for g in ROLE_GROUPS.values()})
-    groups.update({"tinc_nodes": [], "yggdrasil_nodes": []})
-    groups.update({g: [] for g in SERVICE_GROUPS.values()})
+    groups: dict[str, list[str]] = {g: [] for g in GROUPS}
     for node in site.sorted_nodes():
         groups["debian" if node.platform in DEBIAN_PLATFORMS else "openwrt"].append(node.name)
         for role in node.roles:
