@@ -27,10 +27,10 @@ def admin_key(tmp_path):
     return key.with_suffix(".pub")
 
 
-def run_cli(*args, input=None, env=None):
+def run_cli(*args, input=None, env=None, timeout=120):
     """Run the real command in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, input=input,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def snapshot(directory: Path) -> dict:

@@ -13,8 +13,10 @@ from . import __version__, sites
 from .answers import has_terminal, load_answers_file, parse_set_flags
 from .errors import MeshsteadError
 from .fsutil import FileChange, apply_writes
+from .lab.errors import LabError as LabFailure
 from .model import parse_node
 from .render import export as export_mod
+from .render import inventory
 
 out = Console(soft_wrap=True)
 if not out.is_terminal:
@@ -141,15 +143,144 @@ DEMO_NODES = (("hilltop", "rpi4", ["hub", "dns"]), ("cabin", "rpi3", []), ("barn
 
 
 def cmd_demo(args) -> None:
-    """A 3-node site with defaults: the quickest look at what meshstead makes."""
+    """A 3-node site in the lab, provisioned: the quickest look at a working mesh."""
+    from . import reach
     directory = site_dir(args)
     opened = sites.init(directory, {"admin_ssh_key": demo_admin_key()}, {}, interactive=False,
                         vault_override=args.vault_password_file)
     missing = [spec for spec in DEMO_NODES if spec[0] not in opened.site.nodes]
     if missing:
-        sites.add_nodes(opened, missing)
-    finish(opened, args.dry_run)
+        with progress_bar("Generating identities", len(missing)) as step:
+            sites.add_nodes(opened, missing, step)
+    finish(opened, False)
     cmd_node_list(argparse.Namespace(site=str(directory), json=False))
+    lab = lab_up(opened, None)
+    outcome = run_provision(opened, argparse.Namespace(limit=None, check=False, diff=False, extra=[],
+                                                       verbose=False))
+    if outcome.returncode != 0:
+        raise MeshsteadError("provision", f"ansible-playbook failed (exit {outcome.returncode}); "
+                             f"full log: {outcome.log}")
+    out.print(reach.table(reach.matrix(lab, opened.site)))
+
+
+def progress_bar(label: str, total: int):
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    @contextmanager
+    def bar():
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=not err.is_terminal) as prog:
+            task = prog.add_task(label, total=total)
+            yield lambda: prog.advance(task)
+    return bar()
+
+
+def lab_for(opened):
+    from . import labsite
+    from .lab import Lab
+    return Lab(labsite.lab_name(opened))
+
+
+def lab_up(opened, count):
+    from . import labsite
+    lab = lab_for(opened)
+    with err.status("Lab: starting") as status:
+        conns = lab.up(labsite.lab_specs(opened, count), progress=lambda msg: status.update(f"Lab: {msg}"))
+    labsite.write_connections(opened.directory, conns)
+    err.print(f"Lab {lab.name}: {len(conns)} node(s) up; connection details in host_vars/*/connection.yml")
+    return lab
+
+
+def cmd_lab_up(args) -> None:
+    from . import labsite
+    directory = site_dir(args)
+    from .load import is_site
+    if not is_site(directory):
+        with progress_bar("Generating identities", args.nodes or 3) as step:
+            opened = labsite.ensure_site(directory, args.nodes or 3, demo_admin_key(), args.vault_password_file,
+                                         step)
+        out.print(f"Made a default site in {directory}.")
+    else:
+        opened = labsite.ensure_site(directory, args.nodes, "", args.vault_password_file)
+    lab_up(opened, args.nodes)
+
+
+def _lab_from_site(args):
+    from .load import load_site
+    site = load_site(site_dir(args))
+    return site, lab_for(argparse.Namespace(site=site))
+
+
+def cmd_lab_status(args) -> None:
+    _site, lab = _lab_from_site(args)
+    rows = lab.status()
+    if not rows:
+        out.print(f"Lab {lab.name}: not running.")
+        return
+    table = Table(title=f"Lab {lab.name}")
+    for column in ("node", "address", "pid", "state"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["node"], row["address"], str(row["pid"]),
+                      "[green]running[/]" if row["running"] else "[red]stopped[/]")
+    out.print(table)
+
+
+def cmd_lab_down(args) -> None:
+    from . import labsite
+    site, lab = _lab_from_site(args)
+    lab.down()
+    labsite.remove_connections(site_dir(args), site.nodes)
+    out.print(f"Lab {lab.name}: removed.")
+
+
+def cmd_lab_exec(args) -> int:
+    _site, lab = _lab_from_site(args)
+    command = [c for c in args.cmd if c != "--"] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise MeshsteadError("command", "expected a command after the node name, e.g. lab exec node1 -- ip a")
+    return lab.exec(args.node, command)
+
+
+def run_provision(opened, args):
+    from . import provision
+    argv = provision.command(opened.directory, opened.vault.path, limit=args.limit, check=args.check,
+                             diff=args.diff, extra=args.extra)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meshstead"
+    log = cache / f"provision-{opened.site.settings.site_id}.log"
+    verbose = args.verbose or args.diff
+    with err.status("Provisioning: starting") as status:
+        outcome = provision.run(argv, log, on_task=lambda t: status.update(f"Provisioning: {t}"),
+                                on_line=(lambda line: out.print(line, markup=False, highlight=False))
+                                if verbose else None)
+    failures = [line for line in log.read_text().splitlines()
+                if line.startswith(("fatal:", "failed:", "ERROR!", "[ERROR]"))]
+    for line in failures[:20]:
+        err.print(line[:300], markup=False, highlight=False)
+    table = Table(title=f"Provisioned {opened.site.settings.name}")
+    for column in ("host", "ok", "changed", "unreachable", "failed", "skipped"):
+        table.add_column(column, justify="right" if column != "host" else "left")
+    for h in outcome.hosts:
+        style = "red" if h.failed or h.unreachable else ("yellow" if h.changed else "green")
+        table.add_row(f"[{style}]{h.host}[/]", str(h.ok), str(h.changed), str(h.unreachable), str(h.failed),
+                      str(h.skipped))
+    out.print(table)
+    out.print(f"Full log: {outcome.log}")
+    return outcome
+
+
+def cmd_provision(args) -> int:
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    if args.limit:
+        plain = [h for h in args.limit.split(",") if h and not any(c in h for c in "*?[]:!&~")]
+        unknown = [h for h in plain if h not in opened.site.nodes and h not in ("all", *inventory.GROUPS)]
+        if unknown:
+            raise MeshsteadError("limit", f"no host or group named {', '.join(unknown)} in the site; expected "
+                                 f"one of: {', '.join(sorted(opened.site.nodes))}")
+    outcome = run_provision(opened, args)
+    return outcome.returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +316,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[common], help="make (or reuse) a 3-node demo site and show it")
     demo.set_defaults(func=cmd_demo)
 
+    lab = sub.add_parser("lab", help="a local lab of node containers").add_subparsers(dest="lab_command",
+                                                                                       required=True)
+    up = lab.add_parser("up", parents=[common], help="boot the site's nodes as containers "
+                        "(makes a default site if none)")
+    up.add_argument("--nodes", type=int, help="number of nodes (default: all of the site's, or 3 for a new site)")
+    up.set_defaults(func=cmd_lab_up)
+    lab.add_parser("status", parents=[common], help="show the lab's nodes").set_defaults(func=cmd_lab_status)
+    lab.add_parser("down", parents=[common], help="remove everything lab up created").set_defaults(
+        func=cmd_lab_down)
+    lexec = lab.add_parser("exec", parents=[common], help="run a command inside a lab node")
+    lexec.add_argument("node")
+    lexec.add_argument("cmd", nargs=argparse.REMAINDER)
+    lexec.set_defaults(func=cmd_lab_exec)
+
+    prov = sub.add_parser("provision", parents=[common], help="run the site playbook (ansible-playbook)")
+    prov.add_argument("--limit", help="only these hosts (Ansible pattern)")
+    prov.add_argument("--check", action="store_true", help="predict changes, change nothing")
+    prov.add_argument("--diff", action="store_true", help="show file differences (implies verbose output)")
+    prov.add_argument("-v", "--verbose", action="store_true", help="show ansible-playbook's output live")
+    prov.add_argument("extra", nargs="*", help="extra ansible-playbook arguments, after --")
+    prov.set_defaults(func=cmd_provision)
+
     ident = sub.add_parser("identity", help="node identities").add_subparsers(dest="identity_command",
                                                                                required=True)
     show = ident.add_parser("show", parents=[common], help="a node's public identity")
@@ -201,14 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except MeshsteadError as exc:
         err.print(f"meshstead: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        err.print("meshstead: interrupted; nothing was written", highlight=False)
+        err.print("meshstead: interrupted", highlight=False)
         return 130
-    return 0
+    except LabFailure as exc:
+        err.print(f"meshstead: error: lab: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ class Settings:
 
     @property
     def max_nodes(self) -> int:
-        return self.mesh_ipv4_net.num_addresses - 2
+        # Network and broadcast addresses, and the last host address: kept for
+        # a controller on the mesh LAN (the lab's switch uses it).
+        return self.mesh_ipv4_net.num_addresses - 3
 
 
 @dataclass

@@ -48,10 +48,10 @@ def test_duplicate_name_is_refused():
 
 
 def test_plan_full():
-    site = make_site("10.42.0.0/22")  # quarters are /24: 254 nodes
-    for i in range(254):
+    site = make_site("10.42.0.0/22")  # quarters are /24: 253 nodes and the controller's .254
+    for i in range(253):
         add(site, f"n{i}")
-    with pytest.raises(MeshsteadError, match="ipv4_plan: .* holds at most 254 nodes"):
+    with pytest.raises(MeshsteadError, match="ipv4_plan: .* holds at most 253 nodes"):
         add(site, "one-too-many")
 
 

@@ -1,0 +1,311 @@
+"""The Lab: a named set of node containers on one private switch."""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import aptrepo, container, netns, rootfs, ssh, state
+from .errors import LabError
+from .host import require_root, require_tools
+
+LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+SSH_TIMEOUT = 180.0  # generous: a busy 2-core CI host boots nodes slowly
+HOST_TOOLS = ("systemd-nspawn", "ip", "nsenter", "nc", "ssh", "ssh-keygen")
+
+
+def _check_label(kind: str, value: str, maxlen: int) -> None:
+    if len(value) > maxlen or not LABEL.match(value):
+        raise LabError(f"{kind} {value!r} must be a DNS label of at most {maxlen} characters "
+                       "(a-z, 0-9, '-')")
+
+
+@dataclass(frozen=True)
+class LabNodeSpec:
+    """One node: its inventory name, lab addresses (CIDR) and optional site host key."""
+
+    name: str
+    ipv4: str | None = None
+    ipv6: str | None = None
+    ssh_host_ed25519_key: str | None = None  # OpenSSH PEM; None: the lab makes one
+
+    def __post_init__(self) -> None:
+        _check_label("node name", self.name, 40)
+        if not (self.ipv4 or self.ipv6):
+            raise LabError(f"node {self.name}: needs an ipv4 or ipv6 address")
+        for addr, version in ((self.ipv4, 4), (self.ipv6, 6)):
+            if addr is None:
+                continue
+            try:
+                iface = ipaddress.ip_interface(addr)
+            except ValueError as exc:
+                raise LabError(f"node {self.name}: bad address {addr!r}: {exc}") from None
+            if iface.version != version or "/" not in addr:
+                raise LabError(f"node {self.name}: {addr!r} is not an IPv{version} address/prefix")
+
+    @property
+    def address(self) -> str:
+        return str(ipaddress.ip_interface(self.ipv4 or self.ipv6).ip)
+
+
+class Lab:
+    """A lab of Debian bookworm node containers.
+
+    State lives in $MESHSTEAD_LAB_ROOT/<name>/ (default /var/lib/meshstead/lab);
+    everything `up` creates is recorded there so `down` can remove exactly that.
+    """
+
+    def __init__(self, name: str = "default", ssh_timeout: float = SSH_TIMEOUT) -> None:
+        _check_label("lab name", name, 20)
+        self.name = name
+        self.ssh_timeout = ssh_timeout
+        self.dir = state.lab_root() / name
+        self.state_file = self.dir / "state.json"
+        self.known_hosts = self.dir / "known_hosts"
+        self.netns = f"mslab-{name}"
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _machine(self, node: str) -> str:
+        return f"{self.name}-{node}"
+
+    def _load(self) -> dict[str, Any]:
+        return state.load(self.state_file, self.name)
+
+    def _save(self, st: dict[str, Any]) -> None:
+        state.save(self.state_file, st)
+
+    @contextmanager
+    def _locked(self, create: bool = True) -> Iterator[bool]:
+        """Serialise operations on this lab (two `up`s must not race)."""
+        if not self.dir.exists():
+            if not create:
+                yield False
+                return
+            self.dir.mkdir(parents=True, mode=0o700)
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield True
+
+    def _node(self, st: dict[str, Any], node: str) -> dict[str, Any]:
+        try:
+            return st["nodes"][node]
+        except KeyError:
+            raise LabError(f"lab {self.name} has no node {node!r}") from None
+
+    def _conn(self, st: dict[str, Any], node: str) -> dict[str, str]:
+        return {
+            "ansible_host": st["nodes"][node]["address"],
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.dir / "id_ed25519"),
+            "ansible_ssh_common_args": ssh.common_args(self.netns, self.known_hosts),
+        }
+
+    def _boot(self, st: dict[str, Any], node: str, progress: Callable[[str], None]) -> None:
+        rec = st["nodes"][node]
+        machine = self._machine(node)
+        if container.is_ours(rec.get("pid"), machine):
+            return
+        log = self.dir / "nodes" / node / "console.log"
+        if rec.get("veth"):
+            netns.remove_stale_link(self.netns, rec["veth"])
+        progress(f"booting {node}")
+        pid = container.boot(Path(rec["rootfs"]), machine, self.netns, Path(st["repo"]), log)
+        rec["pid"], rec["init_pid"] = pid, None
+        self._save(st)  # recorded before anything can fail, so down() finds it
+        try:
+            rec["init_pid"] = container.init_pid(pid)
+        except LabError:
+            lines = log.read_text(errors="replace").strip().splitlines() or ["(empty log)"]
+            # nspawn's own error, not its trailing cleanup chatter.
+            cause = next((x for x in reversed(lines) if x.startswith("Failed")), lines[-1])
+            raise LabError(f"node {node} did not boot: {cause} (full log: {log})") from None
+        rec["veth"] = container.host_veth(log, machine)
+        self._save(st)
+
+    # -- public API ------------------------------------------------------------
+
+    def up(self, specs: Sequence[LabNodeSpec],
+           progress: Callable[[str], None] | None = None) -> dict[str, dict[str, str]]:
+        """Create or resume the lab; return Ansible connection vars per node.
+
+        Idempotent: running nodes are left alone, stopped ones are booted again on
+        their existing disk, new specs are added.
+        """
+        say = progress or (lambda _msg: None)
+        require_root()
+        require_tools(*HOST_TOOLS)
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise LabError(f"duplicate node names in {names}")
+        base = rootfs.ensure_base_rootfs(say)
+        repo = aptrepo.ensure_repo(say)
+        with self._locked():
+            st = self._load()
+            st["repo"] = str(repo)
+            if st["netns"] is None:
+                st["netns"] = self.netns
+                self._save(st)
+            say(f"network namespace {self.netns}")
+            netns.create_switch(self.netns)
+            addrs = {n: (r["ipv4"], r["ipv6"]) for n, r in st["nodes"].items()}
+            addrs.update({s.name: (s.ipv4, s.ipv6) for s in specs})
+            node_ifaces = [a for pair in addrs.values() for a in pair if a]
+            try:
+                st["controller_addresses"] = netns.controller_addresses(node_ifaces)
+            except ValueError as exc:
+                raise LabError(f"lab {self.name}: {exc}") from None
+            netns.set_addresses(self.netns, st["controller_addresses"])
+            key = ssh.ensure_controller_key(self.dir)
+            for spec in specs:
+                node_dir = self.dir / "nodes" / spec.name
+                rec = st["nodes"].setdefault(spec.name, {"rootfs": str(node_dir / "rootfs")})
+                rec.update(address=spec.address, ipv4=spec.ipv4, ipv6=spec.ipv6,
+                           machine=self._machine(spec.name))
+                self._save(st)
+                root = Path(rec["rootfs"])
+                if not root.exists():
+                    say(f"copying rootfs for {spec.name}")
+                    node_dir.mkdir(parents=True, exist_ok=True)
+                    container.copy_rootfs(base, root)
+                container.configure(root, spec.name, spec.ipv4, spec.ipv6)
+                rec["host_key"] = ssh.install_host_key(root, spec.ssh_host_ed25519_key)
+                ssh.install_authorized_key(root, key)
+            self._save(st)
+            ssh.write_known_hosts(self.known_hosts, {
+                r["address"]: r["host_key"] for r in st["nodes"].values()})
+            for spec in specs:
+                self._boot(st, spec.name, say)
+            conns = {s.name: self._conn(st, s.name) for s in specs}
+            say("waiting for sshd on " + ", ".join(names))
+            ssh.wait_for_ssh(conns, self.ssh_timeout)
+            return conns
+
+    def connection(self, node: str) -> dict[str, str]:
+        """Connection vars for one node of an existing lab."""
+        st = self._load()
+        self._node(st, node)
+        return self._conn(st, node)
+
+    def status(self) -> list[dict[str, Any]]:
+        st = self._load()
+        return [{"node": n, "pid": r.get("pid"), "address": r["address"],
+                 "running": container.is_ours(r.get("pid"), r["machine"])}
+                for n, r in sorted(st["nodes"].items())]
+
+    def start_node(self, node: str) -> None:
+        """Boot a stopped node again (its disk is kept) and wait for sshd."""
+        require_root()
+        with self._locked(create=False) as exists:
+            if not exists:
+                raise LabError(f"lab {self.name} does not exist: run up first")
+            st = self._load()
+            self._node(st, node)
+            self._boot(st, node, lambda _m: None)
+            ssh.wait_for_ssh({node: self._conn(st, node)}, self.ssh_timeout)
+
+    def stop_node(self, node: str, force: bool = False) -> None:
+        """Power a node off; force=True kills it at once (a pulled plug)."""
+        require_root()
+        st = self._load()
+        rec = self._node(st, node)
+        container.stop(rec.get("pid"), rec["machine"], rec.get("init_pid"), force=force)
+
+    def _init_pid(self, node: str) -> int:
+        st = self._load()
+        rec = self._node(st, node)
+        if not container.is_ours(rec.get("pid"), rec["machine"]):
+            raise LabError(f"node {node} of lab {self.name} is not running")
+        return container.init_pid(rec["pid"])
+
+    def exec(self, node: str, command: Sequence[str]) -> int:
+        """Run `command` as root inside `node` (stdio passed through); its exit code."""
+        require_root()
+        argv = container.nsenter_argv(self._init_pid(node), command)
+        return subprocess.run(argv, check=False).returncode  # noqa: S603
+
+    def exec_capture(self, node: str, command: Sequence[str], input: str | None = None,
+                     timeout: float | None = None) -> subprocess.CompletedProcess:
+        """Like exec, but returns the CompletedProcess with text stdout/stderr."""
+        require_root()
+        argv = container.nsenter_argv(self._init_pid(node), command)
+        return subprocess.run(argv, capture_output=True, text=True, input=input,  # noqa: S603
+                              timeout=timeout, check=False)
+
+    def attach_probe(self, name: str, address: str) -> str:
+        """A bare namespace on the lab switch with `address` (CIDR); returns its name.
+
+        For firewall tests: traffic from an address outside the site's ranges.
+        Run programs in it with `ip netns exec <name> …`.
+        """
+        require_root()
+        _check_label("probe name", name, 11)  # veth "vp-<name>" must fit in 15 chars
+        with self._locked(create=False) as exists:
+            if not exists:
+                raise LabError(f"lab {self.name} does not exist: run up first")
+            st = self._load()
+            ns = f"{self.netns}-{name}"
+            st["probes"][name] = {"netns": ns, "address": address}
+            self._save(st)
+            try:
+                iface = ipaddress.ip_interface(address)
+            except ValueError as exc:
+                raise LabError(f"probe {name}: bad address {address!r}: {exc}") from None
+            nets = [str(ipaddress.ip_interface(a).network)
+                    for a in st.get("controller_addresses", [])]
+            netns.attach_probe(self.netns, ns, f"vp-{name}", address, nets)
+            # Nodes have no default route; give running ones an on-link route back
+            # (a real LAN's gateway would), so only their firewall decides.
+            for node, rec in st["nodes"].items():
+                if container.is_ours(rec.get("pid"), rec["machine"]):
+                    self.exec_capture(node, ["ip", "route", "replace", str(iface.network),
+                                             "dev", "host0"], timeout=10)
+            return ns
+
+    def down(self) -> None:
+        """Stop the recorded nodes, delete the recorded namespaces and the lab dir."""
+        require_root()
+        with self._locked(create=False) as exists:
+            if not exists:
+                return
+            st = self._load()
+            for rec in st["nodes"].values():
+                container.request_poweroff(rec.get("pid"), rec["machine"])
+            # Lab nodes are disposable: one shared 10 s grace period, then SIGKILL.
+            deadline = time.monotonic() + 10
+            for rec in st["nodes"].values():
+                container.stop(rec.get("pid"), rec["machine"], rec.get("init_pid"),
+                               timeout=max(0.0, deadline - time.monotonic()))
+            for rec in st["nodes"].values():
+                if container.is_ours(rec.get("pid"), rec["machine"]):
+                    raise LabError(f"node process {rec['pid']} did not exit; lab dir kept")
+            for probe in st["probes"].values():
+                netns.delete(probe["netns"])
+            if st["netns"]:
+                netns.delete(st["netns"])
+            _refuse_if_mounted(self.dir)
+            # Node trees first, state.json last: an interrupted down can be rerun.
+            shutil.rmtree(self.dir / "nodes", ignore_errors=True)
+            shutil.rmtree(self.dir)
+
+
+def _refuse_if_mounted(path: Path) -> None:
+    """Never rm -rf through a mount (a node's bind-mounted repo, a /proc…)."""
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mnt = line.split()[4]
+            if (mnt + "/").startswith(prefix):
+                raise LabError(f"{mnt} is still mounted; unmount it, then run down again")
+
+
+__all__ = ["Lab", "LabError", "LabNodeSpec"]

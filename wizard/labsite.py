@@ -1,0 +1,69 @@
+"""The lab seen from a site: which containers to boot for its nodes, and the
+connection details written back into the site."""
+
+from pathlib import Path
+
+from . import sites
+from .errors import MeshsteadError
+from .fsutil import FileChange, apply_writes
+from .render import yamlfile
+
+DEFAULT_NODE_ROLES = ["hub", "dns"]  # the first lab node; the others are plain nodes
+
+
+def lab_name(opened_or_site) -> str:
+    settings = getattr(opened_or_site, "site", opened_or_site).settings
+    return f"{settings.name[:11].rstrip('-')}-{settings.site_id[:8]}"
+
+
+def connection_path(directory: Path, node: str) -> Path:
+    return directory / "host_vars" / node / "connection.yml"
+
+
+def ensure_site(directory: Path, count: int, admin_key: str, vault_override=None,
+                progress=None) -> sites.Opened:
+    """Open the site, or make a default one with ``count`` nodes."""
+    from .load import is_site
+    if is_site(directory):
+        opened = sites.open_site(directory, vault_override)
+        if count and len(opened.site.nodes) < count:
+            raise MeshsteadError("nodes", f"the site has {len(opened.site.nodes)} node(s), fewer than {count}; "
+                                 "add nodes with `meshstead node add`")
+        return opened
+    opened = sites.init(directory, {"admin_ssh_key": admin_key}, {}, interactive=False,
+                        vault_override=vault_override)
+    specs = [(f"node{i}", "amd64", DEFAULT_NODE_ROLES if i == 1 else []) for i in range(1, count + 1)]
+    sites.add_nodes(opened, specs, progress)
+    sites.commit(opened, sites.plan(opened))
+    return opened
+
+
+def lab_specs(opened: sites.Opened, count: int | None):
+    from .lab import LabNodeSpec
+    site = opened.site
+    nodes = site.sorted_nodes()[:count] if count else site.sorted_nodes()
+    specs = []
+    for node in nodes:
+        facts = site.node_facts(node)
+        key = sites.node_secrets(opened, node.name)["ssh_host_ed25519_private_key"]
+        specs.append(LabNodeSpec(
+            name=node.name,
+            ipv4=f"{facts['node_mesh_ipv4']}/{site.settings.mesh_ipv4_net.prefixlen}",
+            ipv6=f"{facts['node_mesh_ipv6']}/64",
+            ssh_host_ed25519_key=key))
+    return specs
+
+
+def write_connections(directory: Path, connections: dict[str, dict]) -> None:
+    changes = []
+    for node, conn in connections.items():
+        path = connection_path(directory, node)
+        content = yamlfile.dump(conn)
+        if not path.exists() or path.read_bytes() != content:
+            changes.append(FileChange(path, content, 0o644, "update" if path.exists() else "create"))
+    apply_writes(changes)
+
+
+def remove_connections(directory: Path, nodes) -> None:
+    for node in nodes:
+        connection_path(directory, node).unlink(missing_ok=True)

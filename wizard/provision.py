@@ -1,0 +1,81 @@
+"""Run the site playbook against a site, with live progress and a per-host summary."""
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MeshsteadError
+
+PROJECT = Path(os.environ.get("MESHSTEAD_HOME") or Path(__file__).resolve().parent.parent)
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
+                   r"\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)")
+TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[(.*)\]")
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: int
+    changed: int
+    unreachable: int
+    failed: int
+    skipped: int
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    hosts: list[HostResult]
+    log: Path
+
+
+def command(site: Path, password_file: Path, *, playbook: str = "site.yml", limit: str | None = None,
+            check: bool = False, diff: bool = False, extra: list[str] | None = None) -> list[str]:
+    argv = ["ansible-playbook", "-i", str(site / "hosts.yml"), "--vault-password-file", str(password_file),
+            str(PROJECT / "playbooks" / playbook)]
+    if limit:
+        argv += ["--limit", limit]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    return argv + list(extra or [])
+
+
+def environment() -> dict:
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
+    env.setdefault("ANSIBLE_ROLES_PATH", str(PROJECT / "roles"))
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+def run(argv: list[str], log: Path, on_task=None, on_line=None) -> Outcome:
+    """Stream ansible-playbook's output into ``log``; report tasks as they start."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    hosts: list[HostResult] = []
+    in_recap = False
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=environment(), cwd=PROJECT)
+    except FileNotFoundError:
+        raise MeshsteadError("ansible-playbook", "not found; expected ansible-core installed "
+                             "(pip install meshstead brings it)") from None
+    with open(log, "w") as handle, proc:
+        for line in proc.stdout:
+            handle.write(line)
+            text = line.rstrip("\n")
+            if on_line:
+                on_line(text)
+            match = TASK.match(text)
+            if match and on_task:
+                on_task(match.group(2))
+            if text.startswith("PLAY RECAP"):
+                in_recap = True
+            elif in_recap and (recap := RECAP.match(text)):
+                values = [int(v) for v in recap.groups()[1:6]]
+                hosts.append(HostResult(recap.group(1), *values))
+    return Outcome(proc.returncode, hosts, log)
