@@ -54,11 +54,14 @@ def lab_specs(opened: sites.Opened, count: int | None):
     return specs
 
 
+LAB_INTERFACE = "host0"  # the container's end of the lab bridge: its "mesh"
+
+
 def write_connections(directory: Path, connections: dict[str, dict]) -> None:
     changes = []
     for node, conn in connections.items():
         path = connection_path(directory, node)
-        content = yamlfile.dump(conn)
+        content = yamlfile.dump({**conn, "meshstead_mesh_interface": LAB_INTERFACE})
         if not path.exists() or path.read_bytes() != content:
             changes.append(FileChange(path, content, 0o644, "update" if path.exists() else "create"))
     apply_writes(changes)

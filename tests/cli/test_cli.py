@@ -177,3 +177,13 @@ def test_export_modes(site, tmp_path):
     assert sorted(p.name for p in (out / "tinc" / net / "hosts").iterdir()) == ["cabin", "hilltop"]
     assert "Address = " in (out / "tinc" / net / "hosts" / "hilltop").read_text()
     assert "ConnectTo = hilltop" in (out / "tinc" / net / "tinc.conf").read_text()
+
+
+def test_provision_refuses_wrong_vault_and_unknown_host(site, tmp_path):
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("nope\n")
+    assert_one_line_error(run_cli("provision", "--site", site, "--vault-password-file", wrong),
+                          str(site / "group_vars/all/vault.yml"))
+    result = run_cli("provision", "--site", site, "--limit", "ghost")
+    assert_one_line_error(result, "limit")
+    assert "ghost" in result.stderr

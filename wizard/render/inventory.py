@@ -49,7 +49,7 @@ def site_vars(site: Site, has_admin_password: bool) -> dict:
         "site_signing_public_key": s.signing_public_key,
         # Real nodes are found by name unless connection.yml says otherwise;
         # the site's known_hosts keeps host key checking on.
-        "ansible_host": "{{ node_fqdn }}",
+        "ansible_host": "{{ node_fqdn | default(inventory_hostname) }}",
         "ansible_user": "{{ site_admin_user }}",
         "ansible_ssh_extra_args": "-o UserKnownHostsFile={{ inventory_dir }}/known_hosts",
     }
