@@ -21,7 +21,7 @@ from .render import inventory
 out = Console(soft_wrap=True)
 if not out.is_terminal:
     out.width = 200  # tables read in logs and pipes are not squeezed to 80 columns
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def site_dir(args) -> Path:
@@ -255,10 +255,8 @@ def run_provision(opened, args):
         outcome = provision.run(argv, log, on_task=lambda t: status.update(f"Provisioning: {t}"),
                                 on_line=(lambda line: out.print(line, markup=False, highlight=False))
                                 if verbose else None)
-    failures = [line for line in log.read_text().splitlines()
-                if line.startswith(("fatal:", "failed:", "ERROR!", "[ERROR]"))]
-    for line in failures[:20]:
-        err.print(line[:300], markup=False, highlight=False)
+    for line in provision.failures(log.read_text().splitlines())[:20]:
+        err.print(line, markup=False, highlight=False)
     table = Table(title=f"Provisioned {opened.site.settings.name}")
     for column in ("host", "ok", "changed", "unreachable", "failed", "skipped"):
         table.add_column(column, justify="right" if column != "host" else "left")

@@ -79,3 +79,31 @@ def run(argv: list[str], log: Path, on_task=None, on_line=None) -> Outcome:
                 values = [int(v) for v in recap.groups()[1:6]]
                 hosts.append(HostResult(recap.group(1), *values))
     return Outcome(proc.returncode, hosts, log)
+
+
+def failures(lines: list[str], width: int = 300) -> list[str]:
+    """One line per failed host: the host and the first lines of its message
+    (the YAML result format puts the message in indented keys below)."""
+    found = []
+    for number, line in enumerate(lines):
+        if not line.startswith(("fatal:", "failed:", "[ERROR]")):
+            continue
+        detail, keep, key_indent = [], line.startswith("[ERROR]"), None
+        for follow in lines[number + 1:number + 60]:
+            if follow and not follow[0].isspace():
+                break
+            indent = len(follow) - len(follow.lstrip())
+            key = re.match(r"\s*(\w+):", follow)
+            if key and (key_indent is None or indent <= key_indent):
+                key_indent = indent
+                keep = key.group(1) in MESSAGE_KEYS
+                rest = follow.split(":", 1)[1].strip().lstrip("|-").strip()
+                if keep and rest:
+                    detail.append(rest)
+            elif keep and follow.strip():
+                detail.append(follow.strip())
+        found.append((line.rstrip(" =>") + " " + " ".join(detail[:4])).strip()[:width])
+    return found
+
+
+MESSAGE_KEYS = ("msg", "argument_errors", "stderr", "reason", "module_stderr")
