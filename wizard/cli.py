@@ -252,7 +252,8 @@ def run_provision(opened, args):
     log = cache / f"provision-{opened.site.settings.site_id}.log"
     verbose = args.verbose or args.diff
     with err.status("Provisioning: starting") as status:
-        outcome = provision.run(argv, log, on_task=lambda t: status.update(f"Provisioning: {t}"),
+        outcome = provision.run(argv, log, facts_dir=cache / "facts" / opened.site.settings.site_id,
+                                on_task=lambda t: status.update(f"Provisioning: {t}"),
                                 on_line=(lambda line: out.print(line, markup=False, highlight=False))
                                 if verbose else None)
     for line in provision.failures(log.read_text().splitlines())[:20]:

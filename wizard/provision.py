@@ -44,27 +44,32 @@ def command(site: Path, password_file: Path, *, playbook: str = "site.yml", limi
     return argv + list(extra or [])
 
 
-def environment() -> dict:
+def environment(facts_dir: Path | None = None) -> dict:
     env = dict(os.environ)
+    if facts_dir:
+        # Facts are cached per site: two sites (or a lab and the real thing)
+        # may both have a node called "hilltop".
+        env.setdefault("ANSIBLE_CACHE_PLUGIN_CONNECTION", str(facts_dir))
     env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
     env.setdefault("ANSIBLE_ROLES_PATH", str(PROJECT / "roles"))
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"  # live progress through the pipe
     return env
 
 
-def run(argv: list[str], log: Path, on_task=None, on_line=None) -> Outcome:
+def run(argv: list[str], log: Path, on_task=None, on_line=None, facts_dir: Path | None = None) -> Outcome:
     """Stream ansible-playbook's output into ``log``; report tasks as they start."""
     log.parent.mkdir(parents=True, exist_ok=True)
     hosts: list[HostResult] = []
     in_recap = False
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=environment(), cwd=PROJECT)
+                                env=environment(facts_dir), cwd=PROJECT)
     except FileNotFoundError:
         raise MeshsteadError("ansible-playbook", "not found; expected ansible-core installed "
                              "(pip install meshstead brings it)") from None
-    with open(log, "w") as handle, proc:
+    with open(log, "w", buffering=1) as handle, proc:
         for line in proc.stdout:
             handle.write(line)
             text = line.rstrip("\n")

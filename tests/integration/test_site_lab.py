@@ -1,0 +1,268 @@
+"""A whole site on a 3-node lab: provisioned by `meshstead provision`, then
+checked from inside the nodes with the real daemons.
+
+node2 is the hub in the middle: when node1 and node3 are cut off from each
+other, it carries NNCP packets between them through Syncthing."""
+
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from wizard import labsite, reach
+from wizard.lab import Lab
+from wizard.load import load_site
+
+pytestmark = [pytest.mark.integration, pytest.mark.lab]
+
+
+def wait_for(check, timeout, interval=1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(interval)
+    return None
+
+
+def recap(stdout: str) -> dict:
+    """Per-host counters from meshstead's provision summary (and ansible's recap)."""
+    rows = {}
+    for line in stdout.splitlines():
+        match = reach_recap(line)
+        if match:
+            rows[match[0]] = match[1]
+    return rows
+
+
+def reach_recap(line: str):
+    from wizard.provision import RECAP
+    m = RECAP.match(line)
+    if not m:
+        return None
+    return m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
+                        "failed": int(m.group(5))}
+
+
+@pytest.fixture(scope="module")
+def lab_site(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    base = tmp_path_factory.mktemp("integration")
+    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
+           "HOME": str(base)}
+    os.environ.update(env)  # the in-process Lab API reads the same config
+    directory = base / "site"
+    answers = base / "answers.yml"
+    answers.write_text(yaml.safe_dump({"name": "itest", "nodes": [
+        {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}))
+    key = base / "admin"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {key}")  # noqa: S605
+    assert run_cli("init", directory, "--answers", answers, "--set", f"admin_ssh_key={key}.pub",
+                   env=env).returncode == 0
+    site = load_site(directory)
+    lab = Lab(labsite.lab_name(site))
+    try:
+        started = time.monotonic()
+        up = run_cli("lab", "up", "--site", directory, env=env, timeout=1800)
+        assert up.returncode == 0, up.stderr
+        print(f"lab up: {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        first = run_cli("provision", "--site", directory, env=env, timeout=1800)
+        print(f"first provision: {time.monotonic() - started:.1f} s")
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first}
+    finally:
+        run_cli("lab", "down", "--site", directory, env=env, timeout=600)
+
+
+def sh(lab, node, script, timeout=60):
+    return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
+
+
+def test_everyone_pings_everyone_by_name_over_each_overlay(lab_site):
+    results = reach.matrix(lab_site["lab"], lab_site["site"], attempts=20)
+    failed = [key for key, ok in results.items() if not ok]
+    assert len(results) == 3 * 2 * 2
+    assert not failed, failed
+
+
+def test_names_resolve_to_inventory_addresses(lab_site):
+    site = lab_site["site"]
+    facts = site.node_facts(site.nodes["node3"])
+    proc = sh(lab_site["lab"], "node1", f"getent ahostsv4 node3.{site.settings.domain}")
+    assert facts["node_mesh_ipv4"] in proc.stdout
+    proc = sh(lab_site["lab"], "node1", f"getent ahostsv6 node3.ygg.{site.settings.domain}")
+    assert facts["yggdrasil_address"] in proc.stdout
+    proc = sh(lab_site["lab"], "node1", f"getent hosts {facts['node_overlay_ipv4']}")
+    assert f"node3.tinc.{site.settings.domain}" in proc.stdout
+    proc = sh(lab_site["lab"], "node1", f"getent hosts nosuch.{site.settings.domain}")
+    assert proc.returncode == 2  # NXDOMAIN: not found
+
+
+def test_syncthing_shares_a_file_from_node1_to_node3(lab_site):
+    lab = lab_site["lab"]
+    token = f"hello-{time.time_ns()}"
+    started = time.monotonic()
+    proc = sh(lab, "node1", f"echo {token} > /var/lib/syncthing/shared/hello.txt && "
+                            "chown syncthing: /var/lib/syncthing/shared/hello.txt")
+    assert proc.returncode == 0, proc.stderr
+    arrived = wait_for(lambda: token in sh(lab, "node3", "cat /var/lib/syncthing/shared/hello.txt").stdout, 120)
+    assert arrived, "file never reached node3"
+    print(f"syncthing node1 -> node3: {arrived - started:.1f} s")
+
+
+def nncp_send(lab, node, name, text, dst="node3"):
+    """Queue a file as the nncp user, as people on the node do."""
+    script = (f"echo {text} > /tmp/{name} && chmod 644 /tmp/{name} && "
+              f"runuser -u nncp -- nncp-file -quiet /tmp/{name} {dst}:")
+    return sh(lab, node, script).returncode
+
+
+def nncp_received(lab, node, sender, name):
+    return sh(lab, node, f"ls /var/lib/nncp/incoming/{sender}/{name} 2>/dev/null || "
+                         f"find /var/lib/nncp/incoming -name {name}").stdout.strip() != ""
+
+
+def test_nncp_over_tcp(lab_site):
+    lab = lab_site["lab"]
+    name = f"tcp-{time.time_ns()}.txt"
+    assert nncp_send(lab, "node1", name, "over-tcp") == 0
+    started = time.monotonic()
+    call = sh(lab, "node1", "runuser -u nncp -- nncp-call -onlinedeadline 2 node3", timeout=60)
+    assert call.returncode == 0, call.stderr
+    assert wait_for(lambda: nncp_received(lab, "node3", "node1", name), 60), "not delivered over TCP"
+    print(f"nncp over tcp: {time.monotonic() - started:.1f} s")
+
+
+def cut(lab, site, a, b):
+    """Drop all traffic between two nodes, on every address each has."""
+    for src, dst in ((a, b), (b, a)):
+        facts = site.node_facts(site.nodes[dst])
+        v4 = ", ".join([facts["node_mesh_ipv4"], facts["node_overlay_ipv4"]])
+        v6 = ", ".join([facts["node_mesh_ipv6"], facts["node_overlay_ipv6"], facts["yggdrasil_address"]])
+        script = ("nft add table inet cut && nft add chain inet cut in '{ type filter hook input priority -10; }' && "
+                  "nft add chain inet cut out '{ type filter hook output priority -10; }' && "
+                  f"nft add rule inet cut in ip saddr {{ {v4} }} drop && "
+                  f"nft add rule inet cut in ip6 saddr {{ {v6} }} drop && "
+                  f"nft add rule inet cut out ip daddr {{ {v4} }} drop && "
+                  f"nft add rule inet cut out ip6 daddr {{ {v6} }} drop")
+        proc = sh(lab, src, script)
+        assert proc.returncode == 0, proc.stderr
+
+
+def uncut(lab, *nodes):
+    for node in nodes:
+        sh(lab, node, "nft delete table inet cut")
+
+
+def test_nncp_through_the_syncthing_carrier_when_cut_off(lab_site):
+    lab, site = lab_site["lab"], lab_site["site"]
+    cut(lab, site, "node1", "node3")
+    try:
+        assert sh(lab, "node1", "timeout 15 runuser -u nncp -- nncp-call -onlinedeadline 1 node3",
+                  timeout=60).returncode != 0
+        assert sh(lab, "node1", "ping -c1 -W2 node3.tinc." + site.settings.domain).returncode != 0
+        name = f"carried-{time.time_ns()}.txt"
+        assert nncp_send(lab, "node1", name, "carried") == 0
+        started = time.monotonic()
+        # The timers move packets on their own; run them now instead of waiting.
+        def delivered():
+            for node in ("node1", "node3"):
+                sh(lab, node, "systemctl start --no-block nncp-xfer.service")
+            return nncp_received(lab, "node3", "node1", name)
+        assert wait_for(delivered, 240, interval=5), "packet never crossed through the carrier folder"
+        print(f"nncp via syncthing carrier: {time.monotonic() - started:.1f} s")
+    finally:
+        uncut(lab, "node1", "node3")
+
+
+def test_firewall_refuses_syncthing_from_outside(lab_site):
+    import shutil
+    import subprocess
+    lab, site = lab_site["lab"], lab_site["site"]
+    node3 = site.node_facts(site.nodes["node3"])["node_mesh_ipv4"]
+    probe = lab.attach_probe("out", "192.0.2.10/24")
+    assert shutil.which("nc"), "netcat-openbsd is needed on the host"
+
+    def from_probe(*argv):
+        return subprocess.run(["ip", "netns", "exec", probe, *argv], capture_output=True, timeout=30).returncode
+
+    assert from_probe("ping", "-c", "1", "-W", "3", node3) == 0  # reachable: ICMP is allowed
+    assert from_probe("nc", "-z", "-w", "3", node3, "22000") != 0  # but Syncthing is not
+    assert from_probe("nc", "-z", "-w", "3", node3, "22") != 0  # nor SSH
+    inside = sh(lab, "node1", f"timeout 5 bash -c 'echo > /dev/tcp/{node3}/22000'").returncode
+    assert inside == 0
+
+
+def test_second_provision_changes_nothing(lab_site):
+    started = time.monotonic()
+    second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
+    print(f"no-op provision: {time.monotonic() - started:.1f} s")
+    assert second.returncode == 0, second.stdout[-3000:]
+    log = (lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log")
+    rows = recap(next(log).read_text())
+    assert set(rows) == {"node1", "node2", "node3"}
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), rows
+
+
+def test_lab_exec_passes_exit_code(lab_site):
+    result = run_cli("lab", "exec", "--site", lab_site["dir"], "node2", "--", "sh", "-c", "exit 7",
+                     env=lab_site["env"])
+    assert result.returncode == 7
+    status = run_cli("lab", "status", "--site", lab_site["dir"], env=lab_site["env"])
+    assert status.stdout.count("running") == 3
+
+
+def test_identity_json_matches_node(lab_site):
+    lab = lab_site["lab"]
+    facts = json.loads(run_cli("identity", "show", "node2", "--json", "--site", lab_site["dir"],
+                               env=lab_site["env"]).stdout)
+    proc = sh(lab, "node2", "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
+    assert facts["ssh_host_ed25519_fingerprint"] in proc.stdout
+
+
+def test_wrong_type_role_variable_is_named(lab_site):
+    """argument_specs catch a bad value before anything changes."""
+    result = run_cli("provision", "--site", lab_site["dir"], "--check", "--", "-e", '{"tinc_mode": 42}',
+                     env=lab_site["env"], timeout=900)
+    assert result.returncode != 0
+    assert "tinc_mode" in result.stderr + result.stdout
+
+
+def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
+    """A dead node fails alone; a node killed mid-run converges on the next run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    lab, directory, env = lab_site["lab"], lab_site["dir"], lab_site["env"]
+    lab.stop_node("node3", force=True)
+    result = run_cli("provision", "--site", directory, env=env, timeout=1800)
+    assert result.returncode != 0
+    log = next((directory.parent / "cache" / "meshstead").glob("provision-*.log")).read_text()
+    rows = recap(log)
+    assert rows["node3"]["unreachable"] >= 1
+    assert rows["node1"]["failed"] == rows["node2"]["failed"] == 0
+    assert rows["node1"]["unreachable"] == rows["node2"]["unreachable"] == 0
+
+    lab.start_node("node3")
+    # Touch a config so the run has real work to interrupt on node3.
+    sh(lab, "node3", "rm -f /etc/dnsmasq.d/*.conf /etc/tinc/*/hosts/node1")
+    proc = subprocess.Popen([sys.executable, "-m", "wizard.cli", "provision", "--site", str(directory)], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(15)
+        lab.stop_node("node3", force=True)
+        proc.wait(timeout=1800)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lab.start_node("node3")
+    result = run_cli("provision", "--site", directory, env=env, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:]
+    results = reach.matrix(lab, lab_site["site"], attempts=30)
+    assert all(results.values()), [k for k, ok in results.items() if not ok]
