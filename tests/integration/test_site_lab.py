@@ -209,6 +209,17 @@ def test_second_provision_changes_nothing(lab_site):
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), rows
 
 
+def test_check_diff_on_converged_site_reports_nothing(lab_site):
+    """--check --diff runs every role in check mode and, on a converged site,
+    predicts no change (a role that cannot run in check mode fails here)."""
+    result = run_cli("provision", "--site", lab_site["dir"], "--check", "--diff", env=lab_site["env"], timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:]
+    log = next((lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log")).read_text()
+    rows = recap(log)
+    assert set(rows) == {"node1", "node2", "node3"}
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), rows
+
+
 def test_lab_exec_passes_exit_code(lab_site):
     result = run_cli("lab", "exec", "--site", lab_site["dir"], "node2", "--", "sh", "-c", "exit 7",
                      env=lab_site["env"])

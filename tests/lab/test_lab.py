@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from wizard.lab import Lab, LabError, LabNodeSpec
+from wizard.lab.host import INOTIFY_INSTANCES
 from wizard.lab.ssh import ssh_argv
+from wizard.lab.state import lab_root
 
 pytestmark = pytest.mark.lab
 
@@ -129,6 +131,10 @@ def test_down_leaves_nothing(fresh_lab):
     t0 = time.monotonic()
     lab.up([LabNodeSpec(f"n{i}", ipv4=f"10.42.0.{i}/18") for i in (1, 2, 3)])
     t_up = time.monotonic() - t0
+    # Nodes share the host's inotify instances: up raised the limit for them.
+    assert int(INOTIFY_INSTANCES.read_text()) >= 128 + 64 * 3
+    saved = lab_root() / "inotify-instances.saved"
+    original = saved.read_text() if saved.exists() else None
     probe = lab.attach_probe("p", "192.0.2.20/24")
     state = json.loads((lab.dir / "state.json").read_text())
     pids = [n["pid"] for n in state["nodes"].values()]
@@ -143,6 +149,10 @@ def test_down_leaves_nothing(fresh_lab):
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    if not any(lab_root().glob("*/state.json")):  # the last lab puts the old limit back
+        assert not saved.exists()
+        if original:
+            assert INOTIFY_INSTANCES.read_text() == original
     lab.down()  # twice is fine
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import LabError
 
@@ -53,3 +54,28 @@ def run(cmd: Sequence[str], *, what: str, allow_fail: bool = False,
         tail = err[-1] if err else f"exit code {proc.returncode}"
         raise LabError(f"{what} failed: {tail}")
     return proc
+
+
+# Lab nodes share the host kernel and, without user namespaces, the inotify
+# instances of its root user (128 by default). Each node's systemd, journald,
+# dnsmasq, Syncthing and .path units hold several, so around eight nodes the
+# kernel refuses new ones and units fail to start. `lab up` raises the limit
+# for the nodes it boots and the last `lab down` puts the old value back.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_NODE = 64
+
+
+def raise_inotify_instances(nodes: int, saved: Path) -> None:
+    wanted = 128 + INOTIFY_PER_NODE * nodes
+    current = int(INOTIFY_INSTANCES.read_text())
+    if current >= wanted:
+        return
+    if not saved.exists():
+        saved.write_text(f"{current}\n")
+    INOTIFY_INSTANCES.write_text(f"{wanted}\n")
+
+
+def restore_inotify_instances(saved: Path) -> None:
+    if saved.exists():
+        INOTIFY_INSTANCES.write_text(saved.read_text())
+        saved.unlink()

@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aptrepo, container, netns, rootfs, ssh, state
+from . import aptrepo, container, host, netns, rootfs, ssh, state
 from .errors import LabError
 from .host import require_root, require_tools
+
+
+def _inotify_saved() -> Path:
+    """The host's inotify limit before the first lab raised it."""
+    return state.lab_root() / "inotify-instances.saved"
+
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 SSH_TIMEOUT = 180.0  # generous: a busy 2-core CI host boots nodes slowly
@@ -183,6 +189,8 @@ class Lab:
             self._save(st)
             ssh.write_known_hosts(self.known_hosts, {
                 r["address"]: r["host_key"] for r in st["nodes"].values()})
+            running_nodes = sum(1 for _ in state.lab_root().glob("*/nodes/*"))
+            host.raise_inotify_instances(running_nodes, _inotify_saved())
             for spec in specs:
                 self._boot(st, spec.name, say)
             conns = {s.name: self._conn(st, s.name) for s in specs}
@@ -296,6 +304,8 @@ class Lab:
             # Node trees first, state.json last: an interrupted down can be rerun.
             shutil.rmtree(self.dir / "nodes", ignore_errors=True)
             shutil.rmtree(self.dir)
+        if not any(state.lab_root().glob("*/state.json")):
+            host.restore_inotify_instances(_inotify_saved())
 
 
 def _refuse_if_mounted(path: Path) -> None:
