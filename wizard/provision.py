@@ -2,7 +2,9 @@
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +33,16 @@ class Outcome:
     log: Path
 
 
+def playbook_program() -> str:
+    """ansible-playbook from PATH, else the one installed next to this Python
+    (`.venv/bin/meshstead` run without activating the virtualenv)."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return shutil.which("ansible-playbook") or (str(beside) if beside.exists() else "ansible-playbook")
+
+
 def command(site: Path, password_file: Path, *, playbook: str = "site.yml", limit: str | None = None,
             check: bool = False, diff: bool = False, extra: list[str] | None = None) -> list[str]:
-    argv = ["ansible-playbook", "-i", str(site / "hosts.yml"), "--vault-password-file", str(password_file),
+    argv = [playbook_program(), "-i", str(site / "hosts.yml"), "--vault-password-file", str(password_file),
             str(PROJECT / "playbooks" / playbook)]
     if limit:
         argv += ["--limit", limit]
