@@ -50,9 +50,12 @@ def configure(rootfs: Path, hostname: str, ipv4: str | None, ipv6: str | None) -
     net = ["[Match]", "Name=host0", "", "[Network]",
            # Link-local IPv6 for Yggdrasil's multicast peer discovery.
            "LinkLocalAddressing=ipv6", "IPv6AcceptRA=no"]
-    for addr in (ipv4, ipv6):
-        if addr:
-            net.append(f"Address={ipaddress.ip_interface(addr)}")
+    if ipv4:
+        net.append(f"Address={ipaddress.ip_interface(ipv4)}")
+    if ipv6:
+        # Lab addresses are unique by construction: without duplicate address
+        # detection the address is usable at boot, not seconds later.
+        net += ["", "[Address]", f"Address={ipaddress.ip_interface(ipv6)}", "DuplicateAddressDetection=none"]
     # 10-* sorts before the image's 80-container-host0.network, which would win otherwise.
     (etc / "systemd/network").mkdir(parents=True, exist_ok=True)
     (etc / "systemd/network/10-lab.network").write_text("\n".join(net) + "\n")
