@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wizard.provision import RECAP  # noqa: E402
+from wizard.provision import recap  # noqa: E402
 
 
 def cli(*args, env, check=True):
@@ -34,7 +34,7 @@ def timed_provision(site: Path, env: dict) -> tuple[float, int]:
     cli("provision", "--site", site, env=env)
     elapsed = time.perf_counter() - start
     log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log")).read_text()
-    changed = sum(int(m.group(3)) for line in log.splitlines() if (m := RECAP.match(line)))
+    changed = sum(row.changed for row in recap(log.splitlines()).values())
     return elapsed, changed
 
 

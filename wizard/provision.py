@@ -89,10 +89,23 @@ def run(argv: list[str], log: Path, on_task=None, on_line=None, facts_dir: Path 
                 on_task(match.group(2))
             if text.startswith("PLAY RECAP"):
                 in_recap = True
-            elif in_recap and (recap := RECAP.match(text)):
-                values = [int(v) for v in recap.groups()[1:6]]
-                hosts.append(HostResult(recap.group(1), *values))
+            elif in_recap and (row := recap_row(text)):
+                hosts.append(row)
     return Outcome(proc.returncode, hosts, log)
+
+
+def recap_row(line: str) -> HostResult | None:
+    """One host's counters from a line of ansible-playbook's PLAY RECAP."""
+    match = RECAP.match(line)
+    if not match:
+        return None
+    return HostResult(match.group(1), *(int(v) for v in match.groups()[1:6]))
+
+
+def recap(lines: list[str]) -> dict[str, HostResult]:
+    """Per-host counters of a finished run's output (the lines after PLAY RECAP)."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("PLAY RECAP")), len(lines))
+    return {row.host: row for line in lines[start + 1:] if (row := recap_row(line))}
 
 
 def failures(lines: list[str], width: int = 300) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from wizard import labsite, reach
+from wizard import labsite, provision, reach
 from wizard.lab import Lab
 from wizard.load import load_site
 
@@ -28,23 +28,10 @@ def wait_for(check, timeout, interval=1.0):
     return None
 
 
-def recap(stdout: str) -> dict:
-    """Per-host counters from meshstead's provision summary (and ansible's recap)."""
-    rows = {}
-    for line in stdout.splitlines():
-        match = reach_recap(line)
-        if match:
-            rows[match[0]] = match[1]
-    return rows
-
-
-def reach_recap(line: str):
-    from wizard.provision import RECAP
-    m = RECAP.match(line)
-    if not m:
-        return None
-    return m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)), "unreachable": int(m.group(4)),
-                        "failed": int(m.group(5))}
+def last_recap(lab_site) -> dict:
+    """Per-host counters of the last `meshstead provision` run, from its log."""
+    log = next((lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log"))
+    return provision.recap(log.read_text().splitlines())
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +190,9 @@ def test_second_provision_changes_nothing(lab_site):
     second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
     print(f"no-op provision: {time.monotonic() - started:.1f} s")
     assert second.returncode == 0, second.stdout[-3000:]
-    log = (lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log")
-    rows = recap(next(log).read_text())
+    rows = last_recap(lab_site)
     assert set(rows) == {"node1", "node2", "node3"}
-    assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), rows
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
 
 
 def test_check_diff_on_converged_site_reports_nothing(lab_site):
@@ -214,10 +200,9 @@ def test_check_diff_on_converged_site_reports_nothing(lab_site):
     predicts no change (a role that cannot run in check mode fails here)."""
     result = run_cli("provision", "--site", lab_site["dir"], "--check", "--diff", env=lab_site["env"], timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:]
-    log = next((lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log")).read_text()
-    rows = recap(log)
+    rows = last_recap(lab_site)
     assert set(rows) == {"node1", "node2", "node3"}
-    assert all(r["changed"] == 0 and r["failed"] == 0 for r in rows.values()), rows
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
 
 
 def test_lab_exec_passes_exit_code(lab_site):
@@ -254,11 +239,10 @@ def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
     lab.stop_node("node3", force=True)
     result = run_cli("provision", "--site", directory, env=env, timeout=1800)
     assert result.returncode != 0
-    log = next((directory.parent / "cache" / "meshstead").glob("provision-*.log")).read_text()
-    rows = recap(log)
-    assert rows["node3"]["unreachable"] >= 1
-    assert rows["node1"]["failed"] == rows["node2"]["failed"] == 0
-    assert rows["node1"]["unreachable"] == rows["node2"]["unreachable"] == 0
+    rows = last_recap(lab_site)
+    assert rows["node3"].unreachable >= 1
+    assert rows["node1"].failed == rows["node2"].failed == 0
+    assert rows["node1"].unreachable == rows["node2"].unreachable == 0
 
     lab.start_node("node3")
     # Touch a config so the run has real work to interrupt on node3.
