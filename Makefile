@@ -34,7 +34,7 @@ test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check wizard tests benchmarks
+	$(VENV)/bin/ruff check wizard tests benchmarks plugins
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
 clean:
