@@ -70,8 +70,7 @@ def environment(facts_dir: Path | None = None) -> dict:
 def run(argv: list[str], log: Path, on_task=None, on_line=None, facts_dir: Path | None = None) -> Outcome:
     """Stream ansible-playbook's output into ``log``; report tasks as they start."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    hosts: list[HostResult] = []
-    in_recap = False
+    lines: list[str] = []
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=environment(facts_dir), cwd=PROJECT)
@@ -82,16 +81,13 @@ def run(argv: list[str], log: Path, on_task=None, on_line=None, facts_dir: Path 
         for line in proc.stdout:
             handle.write(line)
             text = line.rstrip("\n")
+            lines.append(text)
             if on_line:
                 on_line(text)
             match = TASK.match(text)
             if match and on_task:
                 on_task(match.group(2))
-            if text.startswith("PLAY RECAP"):
-                in_recap = True
-            elif in_recap and (row := recap_row(text)):
-                hosts.append(row)
-    return Outcome(proc.returncode, hosts, log)
+    return Outcome(proc.returncode, list(recap(lines).values()), log)
 
 
 def recap_row(line: str) -> HostResult | None:
