@@ -3,12 +3,16 @@ meshstead's Ansible settings, the same no-op under plain Ansible defaults (no
 pipelining, no ControlPersist, default forks, no fact caching), and the no-op
 cost per node at 3 and 10 nodes. All measured in the same run.
 
-    python benchmarks/provision.py [--small 3] [--large 10] [--keep]
+    python benchmarks/provision.py [--small 3] [--large 10] [--repeat 3] [--keep]
+
+The no-op run with meshstead's settings is repeated (--repeat) and reported as
+median and range: on a shared 2-core machine one sample varies by 15 %.
 
 Needs root (the lab). Prints plain figures; asserts nothing."""
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=3)
     parser.add_argument("--large", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="no-op runs with meshstead's settings")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="meshstead-bench-"))
@@ -67,8 +72,11 @@ def main() -> None:
         print(f"lab up, {args.small} nodes: {time.perf_counter() - start:.1f} s")
         first, changed = timed_provision(site, env)
         print(f"first provisioning, {args.small} nodes: {first:.1f} s ({changed} changes)")
-        noop, changed = timed_provision(site, env)
-        print(f"no-op re-provisioning, {args.small} nodes, meshstead settings: {noop:.1f} s ({changed} changes)")
+        runs = [timed_provision(site, env) for _ in range(max(1, args.repeat))]
+        times = sorted(elapsed for elapsed, _ in runs)
+        noop = statistics.median(times)
+        print(f"no-op re-provisioning, {args.small} nodes, meshstead settings: median {noop:.1f} s "
+              f"of {len(times)} runs ({times[0]:.1f}-{times[-1]:.1f} s; changes {[c for _, c in runs]})")
         plain, changed = timed_provision(site, plain_defaults_env(env, base))
         print(f"no-op re-provisioning, {args.small} nodes, plain Ansible defaults: {plain:.1f} s "
               f"({changed} changes)")
