@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MeshsteadError
+from .resources import ansible_home
 
-PROJECT = Path(os.environ.get("MESHSTEAD_HOME") or Path(__file__).resolve().parent.parent)
+PROJECT = ansible_home()
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)"
                    r"\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)")
 TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[(.*)\]")
