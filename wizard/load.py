@@ -1,13 +1,12 @@
 """Read a site back from its inventory: the inventory is the only store."""
 
-import ipaddress
 from pathlib import Path
 
 import yaml
 
 from .errors import MeshsteadError
+from .identity import PRIVATE_NODE_VARS
 from .model import Node, Settings, Site
-from .render.inventory import PRIVATE_NODE_VARS
 
 SITE_FILE = Path("group_vars/all/site.yml")
 _NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_roles", "node_mesh_ipv4",
@@ -35,14 +34,7 @@ def load_site(directory: Path) -> Site:
                              "directory made by `meshstead init` (see --site or $MESHSTEAD_SITE)")
     raw = _yaml(directory / SITE_FILE)
     try:
-        settings = Settings(
-            site_id=raw["meshstead_site_id"], name=raw["site_name"], domain=raw["site_domain"],
-            country=raw["site_country"], mesh_mode=raw["site_mesh_mode"], mesh_band=str(raw["site_mesh_band"]),
-            mesh_channel=int(raw["site_mesh_channel"]), mesh_id=raw["site_mesh_id"],
-            mesh_mtu=int(raw["site_mesh_mtu"]), overlay=list(raw["site_overlay"]),
-            services=list(raw["site_services"]), ipv4_plan=ipaddress.IPv4Network(raw["site_ipv4_plan"]),
-            ipv6_ula=ipaddress.IPv6Network(raw["site_ipv6_ula"]), admin_user=raw["site_admin_user"],
-            admin_ssh_keys=list(raw["site_admin_ssh_keys"]), signing_public_key=raw["site_signing_public_key"])
+        settings = Settings.from_vars(raw)
     except (KeyError, ValueError, TypeError) as exc:
         raise MeshsteadError(str(directory / SITE_FILE), f"damaged or foreign file ({exc}); expected the "
                              "file meshstead generated") from None
@@ -62,12 +54,5 @@ def load_site(directory: Path) -> Site:
 
 def previous_answers(site: Site, has_password: bool) -> dict:
     """The existing site's settings as answers, so a re-run asks nothing new."""
-    s = site.settings
-    answers = {
-        "name": s.name, "domain": s.domain, "country": s.country, "mesh_mode": s.mesh_mode,
-        "mesh_band": s.mesh_band, "mesh_channel": s.mesh_channel, "mesh_id": s.mesh_id,
-        "mesh_mtu": s.mesh_mtu, "overlay": s.overlay, "ipv4_plan": s.ipv4_plan, "ipv6_ula": s.ipv6_ula,
-        "admin_user": s.admin_user, "admin_ssh_key": s.admin_ssh_keys[0], "services": s.services,
-        "mesh_passphrase": "(kept)", "admin_password": "(kept)" if has_password else None,
-    }
-    return answers
+    return {**site.settings.to_answers(), "mesh_passphrase": "(kept)",
+            "admin_password": "(kept)" if has_password else None}

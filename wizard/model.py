@@ -5,30 +5,65 @@ changed, so a node keeps its addresses for as long as it exists.
 """
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from . import validate
 from .errors import MeshsteadError
 
 
+def _setting(var: str, *, answer: str | None = None, load=str, to_answer=None, from_answer=None):
+    """A site setting: its inventory variable, the question that answers it
+    (if any), and how to read it back from YAML."""
+    return field(metadata={"var": var, "answer": answer, "load": load,
+                           "to_answer": to_answer or (lambda v: v), "from_answer": from_answer or (lambda v: v)})
+
+
+def _dump(value):
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return str(value)
+    return list(value) if isinstance(value, list) else value
+
+
 @dataclass
 class Settings:
-    site_id: str
-    name: str
-    domain: str
-    country: str
-    mesh_mode: str
-    mesh_band: str
-    mesh_channel: int
-    mesh_id: str
-    mesh_mtu: int
-    overlay: list[str]
-    services: list[str]
-    ipv4_plan: ipaddress.IPv4Network
-    ipv6_ula: ipaddress.IPv6Network
-    admin_user: str
-    admin_ssh_keys: list[str]
-    signing_public_key: str
+    """Network-wide settings, declared once: the wizard fills them from answers,
+    the inventory writer dumps them as variables, the loader reads them back."""
+    site_id: str = _setting("meshstead_site_id")
+    name: str = _setting("site_name", answer="name")
+    domain: str = _setting("site_domain", answer="domain")
+    country: str = _setting("site_country", answer="country")
+    mesh_mode: str = _setting("site_mesh_mode", answer="mesh_mode")
+    mesh_band: str = _setting("site_mesh_band", answer="mesh_band")
+    mesh_channel: int = _setting("site_mesh_channel", answer="mesh_channel", load=int)
+    mesh_id: str = _setting("site_mesh_id", answer="mesh_id")
+    mesh_mtu: int = _setting("site_mesh_mtu", answer="mesh_mtu", load=int)
+    overlay: list[str] = _setting("site_overlay", answer="overlay", load=list)
+    services: list[str] = _setting("site_services", answer="services", load=list)
+    ipv4_plan: ipaddress.IPv4Network = _setting("site_ipv4_plan", answer="ipv4_plan", load=ipaddress.IPv4Network)
+    ipv6_ula: ipaddress.IPv6Network = _setting("site_ipv6_ula", answer="ipv6_ula", load=ipaddress.IPv6Network)
+    admin_user: str = _setting("site_admin_user", answer="admin_user")
+    # One key is asked for; more may be kept (the first is the answer shown).
+    admin_ssh_keys: list[str] = _setting("site_admin_ssh_keys", answer="admin_ssh_key", load=list,
+                                         to_answer=lambda keys: keys[0], from_answer=lambda key: [key])
+    signing_public_key: str = _setting("site_signing_public_key")
+
+    @classmethod
+    def from_answers(cls, answers: dict, **fixed) -> "Settings":
+        values = {f.name: f.metadata["from_answer"](answers[f.metadata["answer"]])
+                  for f in fields(cls) if f.metadata["answer"]}
+        return cls(**values, **fixed)
+
+    def to_answers(self) -> dict:
+        return {f.metadata["answer"]: f.metadata["to_answer"](getattr(self, f.name))
+                for f in fields(self) if f.metadata["answer"]}
+
+    def to_vars(self) -> dict:
+        return {f.metadata["var"]: _dump(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_vars(cls, raw: dict) -> "Settings":
+        """Raises KeyError, ValueError or TypeError on a damaged file."""
+        return cls(**{f.name: f.metadata["load"](raw[f.metadata["var"]]) for f in fields(cls)})
 
     @property
     def ipv4_quarters(self) -> list[ipaddress.IPv4Network]:

@@ -61,13 +61,7 @@ def get_node(site: Site, name: str) -> Node:
 
 
 def _settings_from(answers: dict, site_id: str, signing_public: str) -> Settings:
-    return Settings(
-        site_id=site_id, name=answers["name"], domain=answers["domain"], country=answers["country"],
-        mesh_mode=answers["mesh_mode"], mesh_band=answers["mesh_band"], mesh_channel=answers["mesh_channel"],
-        mesh_id=answers["mesh_id"], mesh_mtu=answers["mesh_mtu"], overlay=answers["overlay"],
-        services=answers["services"], ipv4_plan=answers["ipv4_plan"], ipv6_ula=answers["ipv6_ula"],
-        admin_user=answers["admin_user"], admin_ssh_keys=[answers["admin_ssh_key"]],
-        signing_public_key=signing_public)
+    return Settings.from_answers(answers, site_id=site_id, signing_public_key=signing_public)
 
 
 def _hash_password(password: str | None) -> str | None:
@@ -136,8 +130,7 @@ def _update_settings(opened: Opened, flags: dict, from_file: dict) -> None:
     keys = site.settings.admin_ssh_keys
     if "admin_ssh_key" in given and answers["admin_ssh_key"] not in keys:
         keys = [answers["admin_ssh_key"]]
-    site.settings = _settings_from({**answers, "admin_ssh_key": keys[0]}, site.settings.site_id,
-                                   site.settings.signing_public_key)
+    site.settings = _settings_from(answers, site.settings.site_id, site.settings.signing_public_key)
     site.settings.admin_ssh_keys = keys
 
 

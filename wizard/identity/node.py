@@ -3,7 +3,7 @@
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from . import nncp, ssh, syncthing, tinc, yggdrasil
+from . import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS, nncp, ssh, syncthing, tinc, yggdrasil
 
 
 def generate(fqdn: str) -> tuple[dict, dict]:
@@ -14,6 +14,10 @@ def generate(fqdn: str) -> tuple[dict, dict]:
                      ssh.generate(f"root@{fqdn}")):
         public.update(pub)
         private.update(prv)
+    # The contract in wizard/identity is what the inventory stores: a key a
+    # module adds or drops without it would silently go missing there.
+    if set(public) != set(PUBLIC_NODE_VARS) or set(private) != set(PRIVATE_NODE_VARS):
+        raise RuntimeError("identity modules and the contract in wizard/identity disagree")
     return public, private
 
 

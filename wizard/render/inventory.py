@@ -1,5 +1,6 @@
 """The site model rendered as an Ansible inventory (see docs/inventory.md)."""
 
+from ..identity import PRIVATE_NODE_VARS
 from ..model import Node, Site
 from . import yamlfile
 
@@ -7,9 +8,9 @@ PUBLIC_MODE = 0o644
 SECRET_MODE = 0o600
 FORMAT = 1
 
-# node.yml names a private value; vault.yml holds it as vault_<name>.
-PRIVATE_NODE_VARS = ("tinc_private_key", "yggdrasil_private_key", "syncthing_key", "nncp_exchprv",
-                     "nncp_signprv", "nncp_noiseprv", "ssh_host_ed25519_private_key")
+# The mesh interface every role works on, unless a node's own variables
+# (the lab's, or the user's local.yml) say otherwise: batman-adv's.
+MESH_INTERFACE = "bat0"
 DEBIAN_PLATFORMS = ("rpi3", "rpi4", "rpi5", "pizero2w", "amd64")
 SERVICE_GROUPS = {"syncthing": "syncthing_nodes", "nncp": "nncp_nodes", "portal": "portal_nodes",
                   "mail": "mail_nodes"}
@@ -20,33 +21,19 @@ GROUPS = ("debian", "openwrt", *ROLE_GROUPS.values(), "tinc_nodes", "yggdrasil_n
 def site_vars(site: Site, has_admin_password: bool) -> dict:
     s = site.settings
     data = {
-        "meshstead_site_id": s.site_id,
+        **s.to_vars(),
         "meshstead_format": FORMAT,
-        "site_name": s.name,
-        "site_domain": s.domain,
-        "site_country": s.country,
-        "site_mesh_mode": s.mesh_mode,
-        "site_mesh_band": s.mesh_band,
-        "site_mesh_channel": s.mesh_channel,
-        "site_mesh_id": s.mesh_id,
-        "site_mesh_mtu": s.mesh_mtu,
+        "meshstead_mesh_interface": MESH_INTERFACE,
         "site_mesh_passphrase": "{{ vault_site_mesh_passphrase }}",
-        "site_overlay": list(s.overlay),
-        "site_services": list(s.services),
-        "site_ipv4_plan": str(s.ipv4_plan),
         "site_mesh_ipv4_net": str(s.mesh_ipv4_net),
         "site_overlay_ipv4_net": str(s.overlay_ipv4_net),
         "site_client_ipv4_net": str(s.client_ipv4_net),
-        "site_ipv6_ula": str(s.ipv6_ula),
         "site_mesh_ipv6_net": str(s.ula_subnet(0)),
         "site_overlay_ipv6_net": str(s.ula_subnet(1)),
-        "site_admin_user": s.admin_user,
-        "site_admin_ssh_keys": list(s.admin_ssh_keys),
         "site_syncthing_folders": [
             {"id": "shared", "label": "Shared", "path": "shared"},
             {"id": "nncp-carrier", "label": "NNCP carrier", "path": "nncp-carrier"},
         ],
-        "site_signing_public_key": s.signing_public_key,
         # Real nodes are found by name unless connection.yml says otherwise;
         # the site's known_hosts keeps host key checking on.
         "ansible_host": "{{ node_fqdn | default(inventory_hostname) }}",
