@@ -1,5 +1,8 @@
 """The lab seen from a site: which containers to boot for its nodes, and the
-connection details written back into the site."""
+lab's own variables written into the site.
+
+The lab owns one file per node, ``host_vars/<node>/lab.yml``, and nothing else
+in the site: a user's ``connection.yml`` or ``local.yml`` is never touched."""
 
 from pathlib import Path
 
@@ -16,8 +19,13 @@ def lab_name(opened_or_site) -> str:
     return f"{settings.name[:11].rstrip('-')}-{settings.site_id[:8]}"
 
 
-def connection_path(directory: Path, node: str) -> Path:
-    return directory / "host_vars" / node / "connection.yml"
+LAB_FILE = "lab.yml"
+LAB_HEADER = ("# Written by `meshstead lab up` for the lab's container of this node; removed by\n"
+              "# `meshstead lab down`. Put your own settings in local.yml or connection.yml.\n")
+
+
+def lab_vars_path(directory: Path, node: str) -> Path:
+    return directory / "host_vars" / node / LAB_FILE
 
 
 def ensure_site(directory: Path, count: int, admin_key: str, vault_override=None,
@@ -57,16 +65,26 @@ def lab_specs(opened: sites.Opened, count: int | None):
 LAB_INTERFACE = "host0"  # the container's end of the lab bridge: its "mesh"
 
 
-def write_connections(directory: Path, connections: dict[str, dict]) -> None:
+def lab_vars(conn: dict) -> dict:
+    return {
+        **conn,
+        "meshstead_mesh_interface": LAB_INTERFACE,
+        # The lab reaches its nodes as root with its own key (real nodes: the
+        # admin user with sudo, and no root login at all).
+        "common_sshd_permit_root_login": "prohibit-password",
+    }
+
+
+def write_lab_vars(directory: Path, connections: dict[str, dict]) -> None:
     changes = []
     for node, conn in connections.items():
-        path = connection_path(directory, node)
-        content = yamlfile.dump({**conn, "meshstead_mesh_interface": LAB_INTERFACE})
+        path = lab_vars_path(directory, node)
+        content = LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn), header=False)
         if not path.exists() or path.read_bytes() != content:
             changes.append(FileChange(path, content, 0o644, "update" if path.exists() else "create"))
     apply_writes(changes)
 
 
-def remove_connections(directory: Path, nodes) -> None:
+def remove_lab_vars(directory: Path, nodes) -> None:
     for node in nodes:
-        connection_path(directory, node).unlink(missing_ok=True)
+        lab_vars_path(directory, node).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""One module per command group; wizard.cli assembles them into `meshstead`."""

@@ -1,0 +1,72 @@
+"""`meshstead node add|list`."""
+
+import json
+
+from rich.table import Table
+
+from .. import sites
+from ..model import parse_node
+from .output import add_dry_run_option, add_vault_option, out, site_dir
+from .site import finish
+
+
+def cmd_node_add(args) -> None:
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    roles = [r for item in args.role or [] for r in item.split(",") if r]
+    name, platform, roles = parse_node(args.name, args.platform, roles)
+    sites.add_node(opened, name, platform, roles)
+    finish(opened, args.dry_run)
+    if not args.dry_run:
+        out.print(f"Next: meshstead provision --site {opened.directory} --limit {name}   "
+                  "(or flash and boot the node first)")
+
+
+def node_rows(site) -> list[dict]:
+    rows = []
+    for node in site.sorted_nodes():
+        f = site.node_facts(node)
+        rows.append({
+            "name": node.name, "fqdn": f["node_fqdn"], "platform": node.platform, "roles": node.roles,
+            "mesh_ipv4": f["node_mesh_ipv4"], "mesh_ipv6": f["node_mesh_ipv6"],
+            "tinc_ipv4": f["node_overlay_ipv4"], "tinc_ipv6": f["node_overlay_ipv6"],
+            "yggdrasil": f.get("yggdrasil_address"), "syncthing_id": f.get("syncthing_device_id"),
+            "nncp_id": f.get("nncp_id"),
+        })
+    return rows
+
+
+def show_nodes(site) -> None:
+    rows = node_rows(site)
+    table = Table(title=f"{site.settings.name} ({site.settings.domain}): {len(rows)} node(s)")
+    for column in ("name", "fqdn", "platform", "roles", "mesh", "overlay", "syncthing", "nncp"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["fqdn"], r["platform"], ",".join(r["roles"]) or "-",
+                      f"{r['mesh_ipv4']}\n{r['mesh_ipv6']}",
+                      f"tinc {r['tinc_ipv4']}\nygg {r['yggdrasil']}",
+                      (r["syncthing_id"] or "")[:15] + "…", (r["nncp_id"] or "")[:12] + "…")
+    out.print(table)
+
+
+def cmd_node_list(args) -> None:
+    from ..load import load_site
+    site = load_site(site_dir(args))
+    if args.json:
+        print(json.dumps(node_rows(site), indent=2))
+    else:
+        show_nodes(site)
+
+
+def register(sub, site_option) -> None:
+    node = sub.add_parser("node", help="add and list nodes").add_subparsers(dest="node_command", required=True)
+    add = node.add_parser("add", parents=[site_option], help="add a node with fresh identities")
+    add.add_argument("name")
+    add.add_argument("--platform", default="amd64", help="rpi3, rpi4, rpi5, pizero2w, amd64, "
+                     "openwrt:<target>/<profile>")
+    add.add_argument("--role", action="append", help="hub, gateway, dns (repeatable or comma-separated)")
+    add_vault_option(add)
+    add_dry_run_option(add)
+    add.set_defaults(func=cmd_node_add)
+    lst = node.add_parser("list", parents=[site_option], help="list nodes")
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lst.set_defaults(func=cmd_node_list)
