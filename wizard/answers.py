@@ -27,6 +27,8 @@ def load_answers_file(path: str | None) -> dict:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise MeshsteadError("--answers", f"cannot read {path} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise MeshsteadError("--answers", f"{path} is not a text file; expected YAML of question: answer") from None
     except yaml.YAMLError as exc:
         raise MeshsteadError("--answers", f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:

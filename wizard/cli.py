@@ -2,6 +2,7 @@
 turns every error a user can cause into one line and a non-zero exit."""
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -62,12 +63,19 @@ def main(argv=None) -> int:
         detail = (exc.stderr or "").strip().splitlines() if isinstance(exc.stderr, str) else []
         message = f"{program}: failed (exit {exc.returncode}){': ' + detail[-1] if detail else ''}"
     except FileNotFoundError as exc:
-        message = f"{exc.filename or 'file'}: not found ({exc.strerror or exc})"
+        message = f"{exc.filename or 'file'}: no such file, directory or program"
     except PermissionError as exc:
         message = f"{exc.filename or 'file'}: permission denied; expected write access (or run as root)"
     except OSError as exc:
         where = exc.filename or "system"
         message = f"{where}: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line, the traceback on request
+        if os.environ.get("MESHSTEAD_DEBUG"):
+            raise
+        message = (f"internal error ({type(exc).__name__}: {exc}); please report it, with the traceback "
+                   "that MESHSTEAD_DEBUG=1 shows")
+        err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+        return 1
     else:
         return code or 0
     err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)

@@ -33,8 +33,13 @@ def ask(question: Question, answers: dict):
         if raw == "":
             return None if question.optional else parse_answer(question, default, answers)
     else:
-        raw = questionary.text(f"{message} ({question.help})", default="" if default is None else str(default),
-                               validate=check).ask()
+        # The default is shown, not pre-filled: typing replaces it (a pre-filled
+        # "00" made "KE" into "00KE"); Enter on an empty line takes it.
+        shown = "" if default is None else f" [{default}]"
+        raw = questionary.text(f"{message} ({question.help}){shown}",
+                               validate=lambda text: check(text if text or default is None else default)).ask()
+        if raw == "" and default is not None:
+            raw = default
     if raw is None:  # Ctrl-C / Ctrl-D
         raise MeshsteadError(question.name, "no answer given (interrupted); nothing was written")
     if raw == "" and question.optional:

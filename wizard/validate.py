@@ -168,7 +168,7 @@ def ssh_public_key(value) -> str:
                              "or a literal key 'ssh-ed25519 AAAA…'") from None
     try:
         load_ssh_public_key(" ".join(text.split()[:2]).encode())
-    except (ValueError, TypeError, IndexError):
+    except Exception:  # noqa: BLE001 - cryptography raises several types (UnsupportedAlgorithm, ValueError, …)
         raise ValueError("expected an OpenSSH public key such as 'ssh-ed25519 AAAA… comment'") from None
     return text
 
