@@ -1,6 +1,7 @@
 """Shared fixtures for tests against the real programs: one site made with the
-CLI (hub1 as hub, n2, n3), every node's identity exported, shared by all tests
-of a session so the RSA generation and exports happen once."""
+CLI (hub1 as hub, n2, n3), every node's files exported as the roles render them
+(`identity export`), shared by all tests of a session so the RSA generation
+and exports happen once."""
 
 import json
 import os
@@ -23,7 +24,8 @@ class RealSite:
     password_file: Path
     settings: dict
     facts: dict = field(default_factory=dict)    # node -> `identity show --json`
-    exports: dict = field(default_factory=dict)  # node -> export dir
+    exports: dict = field(default_factory=dict)  # node -> `identity export` dir (the node's /)
+    nncp: dict = field(default_factory=dict)     # node -> the nncp role's files, spool and incoming in the test tree
 
     def cli(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, "-m", "wizard.cli", *args], cwd=REPO, env=env or self.env,
@@ -66,4 +68,22 @@ def real_site(tmp_path_factory) -> RealSite:
         target = root / "export" / name
         site.cli("identity", "export", name, "--dir", str(target), "--site", str(directory))
         site.exports[name] = target
+        site.nncp[name] = _render_nncp(site, name, root / "nncp" / name)
     return site
+
+
+def _render_nncp(site: RealSite, name: str, base: Path) -> Path:
+    """The nncp role's files for one node, with its spool, log and incoming
+    directories (role variables) moved under ``base``: NNCP runs here as the
+    test's user, not in the node's /var."""
+    from wizard.render.nodefiles import render_node
+
+    for rendered in render_node(site.directory, site.password_file.read_bytes().strip(), name, roles=("nncp",),
+                                extra_vars={"nncp_spool_dir": str(base / "spool"),
+                                            "nncp_log_file": str(base / "spool" / "log"),
+                                            "nncp_incoming_dir": str(base / "incoming")}):
+        path = base / rendered.path.relative_to("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rendered.content)
+    (base / "spool").mkdir(exist_ok=True)  # the role creates it with a file task
+    return base

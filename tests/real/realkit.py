@@ -8,6 +8,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = ("hub1", "n2", "n3")
+# Where the syncthing role puts the node's certificate (syncthing_config_dir).
+SYNCTHING_DIR = "var/lib/syncthing/.config/syncthing"
 
 
 def need(*programs: str) -> None:

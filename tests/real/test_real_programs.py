@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from realkit import NODES, need, tree_digest
+from realkit import NODES, SYNCTHING_DIR, need, tree_digest
 
 pytestmark = pytest.mark.real
 
@@ -39,7 +39,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("name", NODES)
 def test_yggdrasil_derives_the_stored_address_and_subnet(real_site, name):
     need("yggdrasil")
-    conf = real_site.exports[name] / "yggdrasil.conf"
+    conf = real_site.exports[name] / "etc/yggdrasil/yggdrasil.conf"
     facts = real_site.facts[name]
     address = run(["yggdrasil", "-useconffile", conf, "-address"]).stdout.strip()
     subnet = run(["yggdrasil", "-useconffile", conf, "-subnet"]).stdout.strip()
@@ -50,14 +50,16 @@ def test_yggdrasil_derives_the_stored_address_and_subnet(real_site, name):
 @pytest.mark.parametrize("name", NODES)
 def test_yggdrasil_accepts_the_config(real_site, name):
     need("yggdrasil")
-    conf = real_site.exports[name] / "yggdrasil.conf"
+    conf = real_site.exports[name] / "etc/yggdrasil/yggdrasil.conf"
     run(["yggdrasil", "-useconffile", conf, "-normaliseconf"])
     normal = json.loads(run(["yggdrasil", "-useconffile", conf, "-normaliseconf", "-json"]).stdout)
     ours = json.loads(conf.read_text())
     assert normal["PrivateKey"] == ours["PrivateKey"]
     # No PublicKey on purpose (0.5 dropped it; 0.4 derives it): normaliseconf fills in a random one, unused.
-    assert sorted(normal["AllowedPublicKeys"]) == sorted(real_site.facts[n]["yggdrasil_public_key"] for n in NODES)
-    assert normal["AdminListen"] == "none"
+    # The role's private network: every other node of the site, and only those.
+    others = sorted(real_site.facts[n]["yggdrasil_public_key"] for n in NODES if n != name)
+    assert sorted(normal["AllowedPublicKeys"]) == others
+    assert normal["IfName"] == "ygg0" and normal["NodeInfoPrivacy"] is True
 
 
 # --- Syncthing ---------------------------------------------------------------------------------------------
@@ -66,11 +68,11 @@ def _syncthing_home(real_site, name: str, tmp_path: Path) -> Path:
     home = tmp_path / f"st-{name}"
     home.mkdir()
     for pem in ("cert.pem", "key.pem"):
-        shutil.copy2(real_site.exports[name] / "syncthing" / pem, home / pem)
+        shutil.copy2(real_site.exports[name] / SYNCTHING_DIR / pem, home / pem)
     run(["syncthing", "generate", f"--home={home}", "--no-default-folder", "--skip-port-probing"],
         env=real_site.env, timeout=60)
     for pem in ("cert.pem", "key.pem"):
-        assert (home / pem).read_bytes() == (real_site.exports[name] / "syncthing" / pem).read_bytes(), \
+        assert (home / pem).read_bytes() == (real_site.exports[name] / SYNCTHING_DIR / pem).read_bytes(), \
             f"syncthing generate replaced {pem}"
     return home
 
@@ -143,7 +145,7 @@ def test_syncthing_reports_the_stored_device_id(real_site, name, tmp_path):
 @pytest.mark.parametrize("name", NODES)
 def test_nncp_accepts_each_config(real_site, name):
     need("nncp-cfgmin", "nncp-stat")
-    cfg = real_site.exports[name] / "nncp.hjson"
+    cfg = real_site.exports[name] / "etc/nncp.hjson"
     others = sorted(set(NODES) - {name})
     stat = run(["nncp-stat", "-cfg", cfg]).stdout.split()
     assert set(others) <= set(stat), stat
@@ -155,7 +157,7 @@ def test_nncp_accepts_each_config(real_site, name):
 
 def test_nncp_file_travels_through_a_shared_directory(real_site, tmp_path):
     need("nncp-file", "nncp-xfer", "nncp-toss")
-    a, b = real_site.exports["n2"] / "nncp.hjson", real_site.exports["n3"] / "nncp.hjson"
+    a, b = real_site.nncp["n2"] / "etc/nncp.hjson", real_site.nncp["n3"] / "etc/nncp.hjson"
     payload = tmp_path / "hello.bin"
     payload.write_bytes(os.urandom(4096) + b"meshstead\n")
     shared = tmp_path / "carrier"
@@ -167,7 +169,7 @@ def test_nncp_file_travels_through_a_shared_directory(real_site, tmp_path):
     assert packets and all(p.relative_to(shared).parts[:2] == (dst, src) for p in packets), packets
     run(["nncp-xfer", "-quiet", "-cfg", b, "-rx", shared])
     run(["nncp-toss", "-quiet", "-cfg", b])
-    received = real_site.exports["n3"] / "nncp" / "incoming" / "n2" / "hello.bin"
+    received = real_site.nncp["n3"] / "incoming" / "n2" / "hello.bin"
     assert received.is_file(), f"nothing in {received.parent}"
     assert received.read_bytes() == payload.read_bytes()
 
@@ -177,7 +179,7 @@ def test_nncp_file_travels_through_a_shared_directory(real_site, tmp_path):
 @pytest.mark.parametrize("name", NODES)
 def test_ssh_host_key_fingerprint_and_private_half(real_site, name):
     need("ssh-keygen")
-    ssh = real_site.exports[name] / "ssh"
+    ssh = real_site.exports[name] / "etc/ssh"
     facts = real_site.facts[name]
     line = run(["ssh-keygen", "-l", "-f", ssh / "ssh_host_ed25519_key.pub"]).stdout.split()
     assert line[1] == facts["ssh_host_ed25519_fingerprint"]
@@ -212,7 +214,7 @@ def test_ansible_reads_the_site_and_its_vaults(real_site, tmp_path):
     assert adhoc.stdout.startswith("n2 | SUCCESS => "), adhoc.stdout
     pem = json.loads(adhoc.stdout.split("=>", 1)[1])["tinc_private_key"]
     assert pem.startswith("-----BEGIN RSA PRIVATE KEY-----") and pem.rstrip().endswith("-----END RSA PRIVATE KEY-----")
-    assert (real_site.exports["n2"] / "tinc" / real_site.settings["site_name"] / "rsa_key.priv").read_text() == pem
+    assert (real_site.exports["n2"] / "etc/tinc" / real_site.settings["site_name"] / "rsa_key.priv").read_text() == pem
 
     plain = run(["ansible-vault", "view", "--vault-password-file", password,
                  real_site.directory / "host_vars" / "n2" / "vault.yml"], env=env, cwd=tmp_path).stdout
@@ -332,7 +334,7 @@ def test_tinc_mesh_of_hub_and_two_nodes(real_site, tmp_path, request):
 
     logs, interfaces = {}, {}
     for name in NODES:  # the hub first: the others ConnectTo it
-        confdir = real_site.exports[name] / "tinc" / net
+        confdir = real_site.exports[name] / "etc/tinc" / net
         conf = (confdir / "tinc.conf").read_text()
         assert f"Name = {name}" in conf
         interface = next(line.split("=", 1)[1].strip() for line in conf.splitlines() if line.startswith("Interface"))

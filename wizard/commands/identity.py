@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from .. import sites
-from ..fsutil import FileChange, apply_writes
+from ..fsutil import apply_writes, plan_writes
 from .output import add_dry_run_option, add_vault_option, out, show_changes, site_dir
 
 
@@ -19,14 +19,20 @@ def cmd_identity_show(args) -> None:
             out.print(f"[bold]{key}[/]: {value}")
 
 
+def export_files(opened, name: str, *, extra_vars: dict | None = None) -> dict[str, tuple[bytes, int]]:
+    """{path relative to the node's root: (content, mode)}, as the roles write them."""
+    from ..render.nodefiles import render_node
+    sites.node_secrets(opened, name)  # a node without private keys here has nothing to export
+    rendered = render_node(opened.directory, opened.vault.password, name, extra_vars=extra_vars)
+    return {str(f.path.relative_to("/")): (f.content, f.mode) for f in rendered}
+
+
 def cmd_identity_export(args) -> None:
-    from ..render import export as export_mod
     opened = sites.open_site(site_dir(args), args.vault_password_file)
-    node = sites.get_node(opened.site, args.name)
-    secrets = sites.node_secrets(opened, args.name)
+    sites.get_node(opened.site, args.name)
     target = Path(args.dir).resolve()
-    files = export_mod.export(opened.site, node, secrets, str(target))
-    changes = [FileChange(target / rel, text.encode(), mode, "create") for rel, (text, mode) in files.items()]
+    files = export_files(opened, args.name)
+    changes = plan_writes(target, files)
     if not args.dry_run:
         apply_writes(changes)
     show_changes(changes, args.dry_run, target)
@@ -39,9 +45,10 @@ def register(sub, site_option) -> None:
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_identity_show)
-    exp = ident.add_parser("export", parents=[site_option], help="write the files the real programs read")
+    exp = ident.add_parser("export", parents=[site_option],
+                           help="write the files the roles would put on the node, under a directory")
     exp.add_argument("name")
-    exp.add_argument("--dir", required=True, help="directory to write into")
+    exp.add_argument("--dir", required=True, help="directory that stands for the node's / (etc/tinc/…)")
     add_vault_option(exp)
     add_dry_run_option(exp)
     exp.set_defaults(func=cmd_identity_export)

@@ -18,14 +18,3 @@ def generate() -> tuple[dict, dict]:
 
 def public_pem(public_key) -> str:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1).decode()
-
-
-def node_name(name: str) -> str:
-    """tinc names allow only [A-Za-z0-9_]; DNS labels may also hold '-'."""
-    return name.replace("-", "_")
-
-
-def host_file(public_key_pem: str, subnets: list[str], address: str | None = None) -> str:
-    lines = [f"Address = {address}"] if address else []
-    lines += [f"Subnet = {subnet}" for subnet in subnets]
-    return "\n".join(lines) + "\n\n" + public_key_pem
