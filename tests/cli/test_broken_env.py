@@ -1,0 +1,100 @@
+"""Every command in a broken environment: a missing program, a path that cannot
+be written, a damaged site, a failing subprocess. Each ends in one line naming
+what is wrong, a non-zero exit, no traceback, and the site left as it was."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import run_cli, snapshot
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A site with two nodes, and the config home holding its vault password."""
+    root = tmp_path_factory.mktemp("broken")
+    config = root / "config"
+    key = root / "admin"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    env = {"XDG_CONFIG_HOME": str(config)}
+    site = root / "site"
+    assert run_cli("init", site, "--defaults", "--set", f"admin_ssh_key={key}.pub", env=env).returncode == 0
+    for node in ("n1", "n2"):
+        assert run_cli("node", "add", node, "--site", site, env=env).returncode == 0
+    return root, site, config
+
+
+def _copy(built, tmp_path):
+    _root, site, config = built
+    shutil.copytree(site, tmp_path / "site")
+    shutil.copytree(config, tmp_path / "config")
+    return tmp_path / "site", tmp_path / "config"
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "not-a-directory"
+    path.write_text("x\n")
+    return path
+
+
+# (case, how the environment is broken, command line)
+CASES = [
+    ("init: config home is a file", "config_is_file", ["init", "{new}", "--defaults", "--set", "admin_ssh_key={key}"]),
+    ("init: answers file missing", None, ["init", "{new}", "--answers", "{tmp}/missing.yml"]),
+    ("init: site path is a file", None, ["init", "{file}/site", "--defaults", "--set", "admin_ssh_key={key}"]),
+    ("node add: vault password gone", "no_password", ["node", "add", "n3", "--site", "{site}"]),
+    ("node add: vault password unreadable", "password_is_dir", ["node", "add", "n3", "--site", "{site}"]),
+    ("node list: site damaged", "damage_site", ["node", "list", "--site", "{site}"]),
+    ("identity show: hosts.yml missing", "no_hosts", ["identity", "show", "n1", "--site", "{site}"]),
+    ("identity export: target under a file", None, ["identity", "export", "n1", "--dir", "{file}/out",
+                                                    "--site", "{site}"]),
+    ("identity export: vault damaged", "damage_vault", ["identity", "export", "n1", "--dir", "{tmp}/out",
+                                                       "--site", "{site}"]),
+    ("lab up: programs missing", "no_programs", ["lab", "up", "--site", "{site}"]),
+    ("lab status: not a site", None, ["lab", "status", "--site", "{tmp}"]),
+    ("lab down: not a site", None, ["lab", "down", "--site", "{tmp}"]),
+    ("lab exec: no lab", None, ["lab", "exec", "n1", "--site", "{site}", "--", "true"]),
+    ("provision: cache is a file", "cache_is_file", ["provision", "--site", "{site}"]),
+    ("provision: unknown host", None, ["provision", "--site", "{site}", "--limit", "nowhere"]),
+    ("demo: no ssh-keygen", "no_programs_no_key", ["demo", "--site", "{new}"]),
+    ("demo: key directory under a file", "config_is_file_no_key", ["demo", "--site", "{new}"]),
+]
+
+
+@pytest.mark.parametrize("case,breakage,argv", CASES, ids=[c[0] for c in CASES])
+def test_every_command_fails_in_one_line(built, tmp_path, case, breakage, argv):
+    site, config = _copy(built, tmp_path)
+    env = {"XDG_CONFIG_HOME": str(config), "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    a_file = _a_file(tmp_path)
+    password = next((config / "meshstead" / "vault").glob("*.pass"))
+    if breakage in ("config_is_file", "config_is_file_no_key"):
+        env["XDG_CONFIG_HOME"] = str(a_file)
+    elif breakage == "no_password":
+        password.unlink()
+    elif breakage == "password_is_dir":
+        password.unlink()
+        password.mkdir()
+    elif breakage == "damage_site":
+        (site / "group_vars/all/site.yml").write_text("site_name: [unclosed\n")
+    elif breakage == "no_hosts":
+        (site / "hosts.yml").unlink()
+    elif breakage == "damage_vault":
+        (site / "host_vars/n1/vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\nnot hex at all\n")
+    elif breakage in ("no_programs", "no_programs_no_key"):
+        env["PATH"] = str(tmp_path / "empty-bin")
+    elif breakage == "cache_is_file":
+        env["XDG_CACHE_HOME"] = str(a_file)
+    before = snapshot(site)
+    args = [a.format(site=site, new=tmp_path / "new", tmp=tmp_path, file=a_file, key=f"{built[0]}/admin.pub")
+            for a in argv]
+    # run_cli starts Python by its full path: a PATH without programs does not hide it.
+    result = run_cli(*args, env=env)
+    assert result.returncode != 0, (case, result.stdout)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, (case, result.stderr)
+    assert lines[0].startswith("meshstead: error: "), (case, lines[0])
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "internal error" not in lines[0], (case, lines[0])
+    assert snapshot(site) == before, case
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir()), case
