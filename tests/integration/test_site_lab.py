@@ -29,9 +29,10 @@ def wait_for(check, timeout, interval=1.0):
 
 
 def last_recap(lab_site) -> dict:
-    """Per-host counters of the last `meshstead provision` run, from its log."""
+    """Per-host counters of the last `meshstead provision` run, from the
+    events kept beside its log."""
     log = next((lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log"))
-    return provision.recap(log.read_text().splitlines())
+    return provision.summary(provision.events_path(log))
 
 
 @pytest.fixture(scope="module")
