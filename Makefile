@@ -9,7 +9,7 @@ HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nft
 	zbar-tools dnsutils ca-certificates
 DEMO_SITE ?= inventory/demo
 
-.PHONY: setup host-packages demo test lint clean
+.PHONY: setup host-packages demo test lint wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,14 @@ test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check wizard tests benchmarks plugins
+	$(VENV)/bin/ruff check wizard tests benchmarks plugins setup.py
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
+# The installable tool: dist/meshstead-*.whl carries the playbooks, roles,
+# plugins and ansible.cfg (setup.py copies them into wizard/ansible/).
+wheel: setup
+	rm -rf build dist
+	$(VENV)/bin/pip wheel --no-deps --wheel-dir dist .
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build dist
