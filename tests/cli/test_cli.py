@@ -167,16 +167,23 @@ def test_wrong_or_corrupt_vault(site, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_export_modes(site, tmp_path):
+def test_export_is_what_the_roles_render(site, tmp_path):
+    """The export is the roles' templates rendered for the node, at the node's paths and modes."""
     out = tmp_path / "out"
     assert run_cli("identity", "export", "cabin", "--dir", out, "--site", site).returncode == 0
-    assert (out / "syncthing/key.pem").stat().st_mode & 0o777 == 0o600
-    assert (out / "ssh/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
-    assert (out / "syncthing/cert.pem").stat().st_mode & 0o777 == 0o644
-    net = "mysite"
-    assert sorted(p.name for p in (out / "tinc" / net / "hosts").iterdir()) == ["cabin", "hilltop"]
-    assert "Address = " in (out / "tinc" / net / "hosts" / "hilltop").read_text()
-    assert "ConnectTo = hilltop" in (out / "tinc" / net / "tinc.conf").read_text()
+    st = out / "var/lib/syncthing/.config/syncthing"
+    assert (st / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert (st / "cert.pem").stat().st_mode & 0o777 == 0o644
+    assert (out / "etc/ssh/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
+    assert (out / "etc/yggdrasil/yggdrasil.conf").stat().st_mode & 0o777 == 0o640
+    net = out / "etc/tinc/mysite"
+    assert sorted(p.name for p in (net / "hosts").iterdir()) == ["cabin", "hilltop"]
+    assert "Address = " in (net / "hosts" / "hilltop").read_text()
+    conf = (net / "tinc.conf").read_text()
+    assert "StrictSubnets = yes" in conf and "Name = cabin" in conf and "ConnectTo = hilltop" in conf
+    ygg = json.loads((out / "etc/yggdrasil/yggdrasil.conf").read_text())
+    assert ygg["MulticastInterfaces"][0]["Regex"] == "^bat0$"  # the site's mesh interface
+    assert (net / "rsa_key.priv").stat().st_mode & 0o777 == 0o600
 
 
 def test_provision_refuses_wrong_vault_and_unknown_host(site, tmp_path):
@@ -187,3 +194,34 @@ def test_provision_refuses_wrong_vault_and_unknown_host(site, tmp_path):
     result = run_cli("provision", "--site", site, "--limit", "ghost")
     assert_one_line_error(result, "limit")
     assert "ghost" in result.stderr
+
+
+def test_dry_run_lists_and_writes_nothing_where_offered(site, tmp_path):
+    before = snapshot(site)
+    added = run_cli("node", "add", "barn", "--site", site, "--dry-run")
+    assert added.returncode == 0, added.stderr
+    assert "host_vars/barn/vault.yml" in added.stdout and "would change" in added.stdout
+    assert snapshot(site) == before
+    out = tmp_path / "export"
+    exported = run_cli("identity", "export", "cabin", "--dir", out, "--site", site, "--dry-run")
+    assert exported.returncode == 0, exported.stderr
+    assert "etc/tinc/mysite/tinc.conf" in exported.stdout and "would change" in exported.stdout
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["lab", "down"], ["lab", "up"], ["lab", "status"], ["provision"], ["demo"],
+                                  ["node", "list"], ["identity", "show", "cabin"]])
+def test_dry_run_is_refused_where_it_would_not_be_honoured(site, argv):
+    result = run_cli(*argv, "--site", site, "--dry-run")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --dry-run" in result.stderr
+
+
+def test_options_before_the_double_dash_are_meshstead_s():
+    from wizard.cli import parse
+    args = parse(["lab", "exec", "node1", "--site", "demo/", "--", "getent", "-s", "files", "hosts", "x"])
+    assert (args.node, args.site, args.passthrough) == ("node1", "demo/", ["getent", "-s", "files", "hosts", "x"])
+    args = parse(["provision", "--site", "s", "--", "--tags", "dns", "--site", "not-ours"])
+    assert args.site == "s" and args.passthrough == ["--tags", "dns", "--site", "not-ours"]
+    with pytest.raises(SystemExit):
+        parse(["node", "list", "--", "extra"])  # a command that passes nothing on takes nothing after --
