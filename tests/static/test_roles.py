@@ -1,0 +1,58 @@
+"""The roles agree with each other and with the project: one license, one
+minimum Ansible, one platform, no role dependencies, and every setting
+declared in argument_specs and described in the role's README."""
+
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def ansible_core_minimum() -> str:
+    pin = next(d for d in PROJECT["dependencies"] if d.startswith("ansible-core"))
+    return re.search(r">=\s*([0-9.]+)", pin).group(1)
+
+
+def load(role: str, path: str):
+    return yaml.safe_load((ROOT / "roles" / role / path).read_text())
+
+
+def test_roles_found():
+    assert {"common", "tinc", "yggdrasil", "dns", "syncthing", "nncp", "firewall"} <= set(ROLES)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_meta_agrees_with_the_project(role):
+    meta = load(role, "meta/main.yml")
+    info = meta["galaxy_info"]
+    assert meta["dependencies"] == [], "roles never depend on each other; playbooks compose them"
+    assert info["role_name"] == role
+    assert info["namespace"] == "meshstead"
+    assert info["license"] == PROJECT["license"]
+    assert info["min_ansible_version"] == ansible_core_minimum()
+    assert info["platforms"] == [{"name": "Debian", "versions": ["bookworm"]}]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_default_is_declared_and_documented(role):
+    defaults = load(role, "defaults/main.yml") or {}
+    options = load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    readme = (ROOT / "roles" / role / "README.md").read_text()
+    assert not sorted(set(defaults) - set(options)), "defaults missing from meta/argument_specs.yml"
+    assert not [name for name in defaults if f"`{name}`" not in readme], "defaults missing from README.md"
+    assert all(name.startswith(f"{role}_") for name in defaults)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_guess_nothing_from_facts(role):
+    """The mesh interface and everything else a role needs from the node comes
+    from the inventory through the playbook, not from facts guessed per role."""
+    text = (ROOT / "roles" / role / "defaults" / "main.yml").read_text()
+    assert "ansible_facts" not in text
+    assert "ansible_default_ipv" not in text
