@@ -22,7 +22,7 @@ def run_provision(opened, *, limit=None, check=False, diff=False, extra=(), verb
                                 on_task=lambda t: status.update(f"Provisioning: {t}"),
                                 on_line=(lambda line: out.print(line, markup=False, highlight=False))
                                 if verbose or diff else None)
-    for line in provision.failures(log.read_text().splitlines())[:20]:
+    for line in outcome.failures[:20]:
         err.print(line, markup=False, highlight=False)
     table = Table(title=f"Provisioned {opened.site.settings.name}")
     for column in ("host", "ok", "changed", "unreachable", "failed", "skipped"):
