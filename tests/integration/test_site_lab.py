@@ -6,7 +6,10 @@ other, it carries NNCP packets between them through Syncthing."""
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -186,6 +189,37 @@ def test_firewall_refuses_syncthing_from_outside(lab_site):
     assert inside == 0
 
 
+# What ssh-audit may still warn about: the two key exchanges dev-sec's
+# ssh_hardening keeps for clients without sntrup761x25519 (not post-quantum).
+ACCEPTED_SSH_WARNINGS = {"curve25519-sha256@libssh.org", "diffie-hellman-group-exchange-sha256"}
+
+
+def test_ssh_audit_finds_no_failure(lab_site):
+    """sshd is hardened as dev-sec's ssh_hardening does it: ssh-audit, run on
+    this machine inside the lab's network (where Ansible reaches the nodes
+    from), reports no failure, and warnings only about what dev-sec keeps."""
+    lab, site = lab_site["lab"], lab_site["site"]
+    address = site.node_facts(site.nodes["node2"])["node_mesh_ipv4"]
+    proc = subprocess.run(["nsenter", f"--net=/run/netns/{lab.netns}", sys.executable, "-m", "ssh_audit",
+                           "--json", "--skip-rate-test", "--timeout", "30", address],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip(), f"ssh-audit said nothing (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    report = json.loads(proc.stdout)
+    assert report["kex"] and report["enc"] and report["mac"], "ssh-audit saw no algorithms"
+    notes = {level: [(kind, alg["algorithm"], note) for kind in ("kex", "key", "enc", "mac")
+                     for alg in report.get(kind, []) for note in alg.get("notes", {}).get(level, [])]
+             for level in ("fail", "warn")}
+    print(f"ssh-audit {report['banner']['raw']}: {len(notes['fail'])} failure(s), {len(notes['warn'])} "
+          f"warning(s): {sorted({alg for _, alg, _ in notes['warn']})}")
+    assert not notes["fail"], notes["fail"]
+    assert proc.returncode in (0, 2), f"ssh-audit exit {proc.returncode} (3: failures, 1: no connection)"
+    assert {alg for _, alg, _ in notes["warn"]} <= ACCEPTED_SSH_WARNINGS, notes["warn"]
+    assert [alg["algorithm"] for alg in report["key"]] == ["ssh-ed25519"]
+    # Group exchange picks its prime from /etc/ssh/moduli: only long ones are left.
+    sizes = sh(lab, "node2", "awk '!/^#/ { print $5 + 1 }' /etc/ssh/moduli | sort -un").stdout.split()
+    assert sizes and int(sizes[0]) >= 3072, sizes
+
+
 def test_second_provision_changes_nothing(lab_site):
     started = time.monotonic()
     second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
@@ -230,11 +264,30 @@ def test_wrong_type_role_variable_is_named(lab_site):
     assert "tinc_mode" in result.stderr + result.stdout
 
 
+def run_events(lab_site) -> Path:
+    """Where `meshstead provision` keeps the event lines of its current or last run."""
+    return provision.events_path(lab_site["dir"].parent / "cache" / "meshstead"
+                                 / f"provision-{lab_site['site'].settings.site_id}.log")
+
+
+def host_results(events: Path, host: str) -> list[dict]:
+    """The results ansible-playbook has reported so far for one host in the
+    run writing ``events`` (ok, changed, skipped, failed, unreachable)."""
+    if not events.exists():
+        return []
+    results = []
+    for line in events.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line still being written
+        if event.get("host") == host and event.get("event") in ("ok", "skipped", "failed", "unreachable"):
+            results.append(event)
+    return results
+
+
 def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
     """A dead node fails alone; a node killed mid-run converges on the next run."""
-    import subprocess
-    import sys
-
     from tests.conftest import ROOT
     lab, directory, env = lab_site["lab"], lab_site["dir"], lab_site["env"]
     lab.stop_node("node3", force=True)
@@ -248,15 +301,33 @@ def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
     lab.start_node("node3")
     # Touch a config so the run has real work to interrupt on node3.
     sh(lab, "node3", "rm -f /etc/dnsmasq.d/*.conf /etc/tinc/*/hosts/node1")
+    events = run_events(lab_site)
+    events.unlink(missing_ok=True)  # what the previous run reported must not count for this one
     proc = subprocess.Popen([sys.executable, "-m", "wizard.cli", "provision", "--site", str(directory)], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(15)
+        # Pull the plug once the run is working on node3 (its first results are
+        # in), not after a fixed time that a busy machine may not honour.
+        working = wait_for(lambda: len(host_results(events, "node3")) >= 3 or proc.poll() is not None,
+                           timeout=900, interval=0.5)
+        assert working and proc.poll() is None, "the run never reached node3, or ended before it could be killed"
+        done_before = len(host_results(events, "node3"))
         lab.stop_node("node3", force=True)
         proc.wait(timeout=1800)
     finally:
         if proc.poll() is None:
             proc.kill()
+    # The run was really interrupted on node3: it went on trying node3 after the
+    # kill (so it had not finished there), counted it unreachable or failed, and
+    # exited non-zero; the other nodes finished the run.
+    interrupted = provision.summary(events)
+    assert proc.returncode != 0, "the run did not notice that node3 died"
+    assert interrupted["node3"].unreachable + interrupted["node3"].failed >= 1, interrupted
+    assert any(r["event"] in ("unreachable", "failed") for r in host_results(events, "node3")[done_before:])
+    assert interrupted["node1"].failed == interrupted["node2"].failed == 0, interrupted
+    assert interrupted["node1"].unreachable == interrupted["node2"].unreachable == 0, interrupted
+    print(f"node3 killed after {done_before} results; the run reported it "
+          f"unreachable {interrupted['node3'].unreachable}, failed {interrupted['node3'].failed}")
     lab.start_node("node3")
     result = run_cli("provision", "--site", directory, env=env, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:]
