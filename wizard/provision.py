@@ -9,7 +9,6 @@ log (provision-<site id>.events.jsonl) for whoever looks at the run later."""
 
 import json
 import os
-import re
 import selectors
 import shutil
 import subprocess
@@ -233,28 +232,3 @@ def summary(path: Path) -> dict[str, HostResult]:
     provision-<site id>.events.jsonl beside the log); empty if it never finished."""
     return read_events(path).hosts
 
-
-def failures(lines: list[str], width: int = WIDTH) -> list[str]:
-    """Failed hosts from ansible-playbook's screen output. Kept only for
-    callers not yet reading ``Outcome.failures``, which comes from the run's
-    events; goes when they do."""
-    found = []
-    for number, line in enumerate(lines):
-        if not line.startswith(("fatal:", "failed:", "[ERROR]")):
-            continue
-        detail, keep, key_indent = [], line.startswith("[ERROR]"), None
-        for follow in lines[number + 1:number + 60]:
-            if follow and not follow[0].isspace():
-                break
-            indent = len(follow) - len(follow.lstrip())
-            key = re.match(r"\s*(\w+):", follow)
-            if key and (key_indent is None or indent <= key_indent):
-                key_indent = indent
-                keep = key.group(1) in ("msg", "argument_errors", "stderr", "reason", "module_stderr")
-                rest = follow.split(":", 1)[1].strip().lstrip("|-").strip()
-                if keep and rest:
-                    detail.append(rest)
-            elif keep and follow.strip():
-                detail.append(follow.strip())
-        found.append((line.rstrip(" =>") + " " + " ".join(detail[:4])).strip()[:width])
-    return found
