@@ -4,6 +4,7 @@ checked from inside the nodes with the real daemons.
 node2 is the hub in the middle: when node1 and node3 are cut off from each
 other, it carries NNCP packets between them through Syncthing."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -92,6 +93,24 @@ def test_names_resolve_to_inventory_addresses(lab_site):
     assert f"node3.tinc.{site.settings.domain}" in proc.stdout
     proc = sh(lab_site["lab"], "node1", f"getent hosts nosuch.{site.settings.domain}")
     assert proc.returncode == 2  # NXDOMAIN: not found
+
+
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_export_is_byte_for_byte_what_the_node_runs(lab_site, node, tmp_path):
+    """`identity export` renders the roles' templates on the controller: every
+    file it writes is on the provisioned node with the same bytes and mode."""
+    out = tmp_path / "export"
+    exported = run_cli("identity", "export", node, "--dir", out, "--site", lab_site["dir"], env=lab_site["env"])
+    assert exported.returncode == 0, exported.stderr
+    files = {"/" + str(p.relative_to(out)): p for p in sorted(out.rglob("*")) if p.is_file()}
+    assert "/etc/tinc/itest/tinc.conf" in files and "/etc/yggdrasil/yggdrasil.conf" in files and len(files) > 20
+    listing = sh(lab_site["lab"], node, "for f in " + " ".join(files) + "; do "
+                 "printf '%s %s %s\\n' \"$f\" \"$(stat -c %a \"$f\")\" \"$(sha256sum < \"$f\" | cut -c1-64)\"; done")
+    assert listing.returncode == 0, listing.stderr
+    on_node = {line.split()[0]: line.split()[1:] for line in listing.stdout.splitlines()}
+    differ = [path for path, local in files.items() if on_node.get(path) != [
+        f"{local.stat().st_mode & 0o7777:o}", hashlib.sha256(local.read_bytes()).hexdigest()]]
+    assert not differ, f"export and node differ: {differ}"
 
 
 def test_syncthing_shares_a_file_from_node1_to_node3(lab_site):

@@ -7,7 +7,8 @@ and `copy` with `content`), and renders them with Ansible's own templating and
 the variables Ansible itself would give the task (inventory, vault, role
 defaults and vars, the playbook's role parameters, platform vars files). Tasks
 that run programs, or whose condition depends on the node's state (a
-registered result), are not files and are skipped.
+registered result), are not files and are skipped; so are copies of the
+node's own files and placeholders written only where the node has none.
 
 Used by `identity export` today; image seeds and join answers are meant to
 render through it too.
@@ -143,6 +144,8 @@ class _Renderer:
                 continue
             if action == "copy" and "content" not in task.args:
                 continue  # copies a file of the node's: not ours to render
+            if action == "copy" and str(task.args.get("force", True)).lower() in ("false", "no", "0"):
+                continue  # a placeholder written only where the node has none: the node's file wins
             if self._applies(templar, task.when or []) is not True:
                 continue
             items = [None]
