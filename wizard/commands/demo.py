@@ -1,8 +1,8 @@
 """`meshstead demo`: a 3-node site in the lab, provisioned: the quickest look at a working mesh."""
 
-from .. import sites
+from .. import demokey, sites
 from ..errors import MeshsteadError
-from .lab import demo_admin_key, lab_up
+from .lab import lab_up
 from .node import show_nodes
 from .output import add_vault_option, out, progress_bar, site_dir
 from .provision import run_provision
@@ -14,7 +14,7 @@ DEMO_NODES = (("hilltop", "rpi4", ["hub", "dns"]), ("cabin", "rpi3", []), ("barn
 def cmd_demo(args) -> None:
     from .. import reach
     directory = site_dir(args)
-    opened = sites.init(directory, {"admin_ssh_key": demo_admin_key()}, {}, interactive=False,
+    opened = sites.init(directory, {"admin_ssh_key": demokey.admin_key()}, {}, interactive=False,
                         vault_override=args.vault_password_file)
     missing = [spec for spec in DEMO_NODES if spec[0] not in opened.site.nodes]
     if missing:

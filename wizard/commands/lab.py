@@ -2,7 +2,7 @@
 
 from rich.table import Table
 
-from .. import labsite
+from .. import demokey, labsite
 from ..errors import MeshsteadError
 from .output import add_vault_option, err, out, progress_bar, site_dir
 
@@ -22,18 +22,12 @@ def lab_up(opened, count):
     return lab
 
 
-def demo_admin_key() -> str:
-    """The user's own key if there is one, else a demo key kept with meshstead's config."""
-    from .. import demokey
-    return demokey.admin_key()
-
-
 def cmd_lab_up(args) -> None:
     from ..load import is_site
     directory = site_dir(args)
     if not is_site(directory):
         with progress_bar("Generating identities", args.nodes or 3) as step:
-            opened = labsite.ensure_site(directory, args.nodes or 3, demo_admin_key(), args.vault_password_file,
+            opened = labsite.ensure_site(directory, args.nodes or 3, demokey.admin_key(), args.vault_password_file,
                                          step)
         out.print(f"Made a default site in {directory}.")
     else:
