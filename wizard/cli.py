@@ -58,6 +58,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         err.print("meshstead: interrupted", highlight=False)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`meshstead node list --json | head`): stop quietly, as
+        # programs killed by SIGPIPE do, without Python's complaint at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except subprocess.CalledProcessError as exc:
         program = exc.cmd[0] if isinstance(exc.cmd, list | tuple) else str(exc.cmd).split()[0]
         detail = (exc.stderr or "").strip().splitlines() if isinstance(exc.stderr, str) else []

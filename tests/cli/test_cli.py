@@ -225,3 +225,17 @@ def test_options_before_the_double_dash_are_meshstead_s():
     assert args.site == "s" and args.passthrough == ["--tags", "dns", "--site", "not-ours"]
     with pytest.raises(SystemExit):
         parse(["node", "list", "--", "extra"])  # a command that passes nothing on takes nothing after --
+
+
+def test_a_reader_that_goes_away_is_not_an_error(site):
+    """`meshstead node list --json | head -1`: the pipe closes early; no traceback, no error line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    proc = subprocess.Popen([sys.executable, "-m", "wizard.cli", "node", "list", "--json", "--site", str(site)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the command writes a byte
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ""
