@@ -5,14 +5,14 @@ import argparse
 import os
 import subprocess
 import sys
+from importlib import import_module
 
 from . import __version__
-from .commands import demo, identity, lab, node, provision, site
 from .commands.output import add_site_option, err
 from .errors import MeshsteadError
 from .lab.errors import LabError
 
-GROUPS = (site, node, identity, lab, provision, demo)
+GROUPS = ("site", "node", "identity", "lab", "provision", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "community mesh from one site inventory.")
     parser.add_argument("--version", action="version", version=f"meshstead {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    # Imported here, inside main's error handling: importing Ansible can already
+    # fail on the machine (e.g. a home directory it cannot write its temp dir in).
     for group in GROUPS:
-        group.register(sub, site_option)
+        import_module(f".commands.{group}", __package__).register(sub, site_option)
     return parser
 
 
@@ -47,9 +49,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _ansible_error(exc: Exception) -> str | None:
+    """Ansible's own error (it fails at import when it cannot make its temp dir), as one line."""
+    if type(exc).__module__.startswith("ansible.") and type(exc).__name__.startswith("Ansible"):
+        return f"ansible: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    return None
+
+
 def main(argv=None) -> int:
-    args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
+        args = parse(list(sys.argv[1:] if argv is None else argv))
         code = args.func(args)
     except MeshsteadError as exc:
         message = str(exc)
@@ -75,6 +84,10 @@ def main(argv=None) -> int:
         where = exc.filename or "system"
         message = f"{where}: {exc.strerror or exc}"
     except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line, the traceback on request
+        message = _ansible_error(exc)
+        if message:
+            err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
+            return 2
         if os.environ.get("MESHSTEAD_DEBUG"):
             raise
         message = (f"internal error ({type(exc).__name__}: {exc}); please report it, with the traceback "

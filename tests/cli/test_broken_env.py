@@ -2,8 +2,10 @@
 be written, a damaged site, a failing subprocess. Each ends in one line naming
 what is wrong, a non-zero exit, no traceback, and the site left as it was."""
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,77 @@ def test_every_command_fails_in_one_line(built, tmp_path, case, breakage, argv):
     assert "internal error" not in lines[0], (case, lines[0])
     assert snapshot(site) == before, case
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir()), case
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB file system: too small for a node's export."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)], check=True)
+    yield mountpoint
+    subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_files(built, tmp_path, tiny_disk):
+    site, config = _copy(built, tmp_path)
+    (tiny_disk / "filler").write_bytes(b"\0" * 60 * 1024)
+    result = run_cli("identity", "export", "n1", "--dir", tiny_disk / "out", "--site", site,
+                     env={"XDG_CONFIG_HOME": str(config)})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    # All or nothing: no file of the export, not even a temporary one, stays behind.
+    assert sorted(p.name for p in tiny_disk.rglob("*") if p.is_file()) == ["filler"]
+
+
+def _as_nobody(*args, env):
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("switching to an unprivileged user needs root and setpriv")
+    import sys
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                           "-m", "wizard.cli", *map(str, args)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env}, cwd="/")
+
+
+@pytest.fixture
+def open_dir(request):
+    """A directory every user may traverse (pytest's own tmp directories are root's 0700)."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="meshstead-perm-", dir="/tmp"))
+    path.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(path, ignore_errors=True))
+    return path
+
+
+def test_no_permission_is_one_line(built, open_dir):
+    _root, site, config = built
+    shutil.copytree(site, open_dir / "site")
+    shutil.copy(built[0] / "admin.pub", open_dir / "admin.pub")
+    (open_dir / "admin.pub").chmod(0o644)
+    locked = open_dir / "locked"
+    locked.mkdir(mode=0o755)  # root's: nobody may not write here
+    home = open_dir / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "PYTHONPATH": str(Path.cwd())}
+    cases = (
+        (["init", locked / "site", "--defaults", "--set", f"admin_ssh_key={open_dir}/admin.pub"], env,
+         "permission denied"),
+        (["lab", "up", "--site", open_dir / "site"], env, "root"),
+        # A home directory Ansible cannot make its temp directory in.
+        (["node", "list", "--site", open_dir / "site"], {**env, "HOME": str(locked)}, "ansible:"),
+    )
+    for argv, case_env, expect in cases:
+        result = _as_nobody(*argv, env=case_env)
+        if "No module named" in result.stderr:
+            pytest.skip("the package is not readable by an unprivileged user here")
+        assert result.returncode != 0, argv
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("meshstead: error: "), (argv, result.stderr)
+        assert expect in lines[0].lower(), lines[0]
+        assert "Traceback" not in result.stderr
+    assert not (locked / "site").exists()
