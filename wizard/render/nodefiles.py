@@ -23,6 +23,8 @@ from ..resources import ansible_home
 
 FILE_ACTIONS = ("template", "copy")
 _plugins_ready = False
+# The facts the roles' platform vars files are chosen by (first_found on
+# os_family); nothing is gathered from the node, so the files are Debian's.
 PLATFORM_FACTS = {"os_family": "Debian", "distribution": "Debian", "system": "Linux"}
 
 
@@ -164,7 +166,7 @@ class _Renderer:
     def _include_vars(self, templar, task) -> dict:
         source = templar.template(task.args.get("_raw_params") or task.args.get("file"))
         data = self.loader.load_from_file(str(source), cache="none", trusted_as_template=True) or {}
-        return {k: v for k, v in data.items()}
+        return dict(data)
 
     def _file(self, role, task, action, scope) -> NodeFile:
         from ansible.template import _template_vars as template_vars
