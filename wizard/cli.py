@@ -57,6 +57,7 @@ def _ansible_error(exc: Exception) -> str | None:
 
 
 def main(argv=None) -> int:
+    exit_code = 2  # an error the user can fix; 1 for a bug of ours
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv))
         code = args.func(args)
@@ -85,19 +86,16 @@ def main(argv=None) -> int:
         message = f"{where}: {exc.strerror or exc}"
     except Exception as exc:  # noqa: BLE001 - a bug of ours: still one line, the traceback on request
         message = _ansible_error(exc)
-        if message:
-            err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
-            return 2
-        if os.environ.get("MESHSTEAD_DEBUG"):
-            raise
-        message = (f"internal error ({type(exc).__name__}: {exc}); please report it, with the traceback "
-                   "that MESHSTEAD_DEBUG=1 shows")
-        err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        if not message:
+            if os.environ.get("MESHSTEAD_DEBUG"):
+                raise
+            message = (f"internal error ({type(exc).__name__}: {exc}); please report it, with the traceback "
+                       "that MESHSTEAD_DEBUG=1 shows")
+            exit_code = 1
     else:
         return code or 0
     err.print(f"meshstead: error: {_one_line(message)}", markup=False, highlight=False, soft_wrap=True)
-    return 2
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import sites
 from .errors import MeshsteadError
-from .fsutil import FileChange, apply_writes
+from .fsutil import apply_writes, plan_writes
 from .render import yamlfile
 
 DEFAULT_NODE_ROLES = ["hub", "dns"]  # the first lab node; the others are plain nodes
@@ -76,13 +76,9 @@ def lab_vars(conn: dict) -> dict:
 
 
 def write_lab_vars(directory: Path, connections: dict[str, dict]) -> None:
-    changes = []
-    for node, conn in connections.items():
-        path = lab_vars_path(directory, node)
-        content = LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn), header=False)
-        if not path.exists() or path.read_bytes() != content:
-            changes.append(FileChange(path, content, 0o644, "update" if path.exists() else "create"))
-    apply_writes(changes)
+    apply_writes(plan_writes(directory, {
+        str(lab_vars_path(Path(), node)): (LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn), header=False), 0o644)
+        for node, conn in connections.items()}))
 
 
 def remove_lab_vars(directory: Path, nodes) -> None:

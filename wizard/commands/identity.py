@@ -19,20 +19,16 @@ def cmd_identity_show(args) -> None:
             out.print(f"[bold]{key}[/]: {value}")
 
 
-def export_files(opened, name: str, *, extra_vars: dict | None = None) -> dict[str, tuple[bytes, int]]:
-    """{path relative to the node's root: (content, mode)}, as the roles write them."""
-    from ..render.nodefiles import render_node
-    sites.node_secrets(opened, name)  # a node without private keys here has nothing to export
-    rendered = render_node(opened.directory, opened.vault.password, name, extra_vars=extra_vars)
-    return {str(f.path.relative_to("/")): (f.content, f.mode) for f in rendered}
-
-
 def cmd_identity_export(args) -> None:
+    """The files the roles would write on the node, at their paths under --dir."""
+    from ..render.nodefiles import render_node
     opened = sites.open_site(site_dir(args), args.vault_password_file)
-    sites.get_node(opened.site, args.name)
+    # Reading the node's vault first names the file when it is missing or damaged,
+    # and refuses a node that made its own keys: it has nothing to export here.
+    sites.node_secrets(opened, args.name)
     target = Path(args.dir).resolve()
-    files = export_files(opened, args.name)
-    changes = plan_writes(target, files)
+    rendered = render_node(opened.directory, opened.vault.password, args.name)
+    changes = plan_writes(target, {str(f.path.relative_to("/")): (f.content, f.mode) for f in rendered})
     if not args.dry_run:
         apply_writes(changes)
     show_changes(changes, args.dry_run, target)

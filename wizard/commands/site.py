@@ -1,11 +1,11 @@
 """`meshstead init`: create a site, or change its settings."""
 
-import os
 from pathlib import Path
 
 from .. import sites
 from ..answers import has_terminal, load_answers_file, parse_set_flags
-from .output import add_dry_run_option, add_vault_option, out, show_changes
+from ..load import is_site
+from .output import add_dry_run_option, add_vault_option, out, show_changes, site_dir
 
 
 def finish(opened: sites.Opened, dry_run: bool) -> None:
@@ -17,13 +17,13 @@ def finish(opened: sites.Opened, dry_run: bool) -> None:
 
 
 def cmd_init(args) -> None:
-    directory = Path(args.directory or args.site or os.environ.get("MESHSTEAD_SITE") or ".")
+    directory = Path(args.directory) if args.directory else site_dir(args)
     interactive = has_terminal() and not args.defaults
     asker = None
     if interactive:
         from ..prompt import ask
         asker = ask
-    new = not (directory / "group_vars/all/site.yml").is_file()
+    new = not is_site(directory)
     opened = sites.init(directory, parse_set_flags(args.set), load_answers_file(args.answers),
                         interactive=interactive, asker=asker, vault_override=args.vault_password_file)
     finish(opened, args.dry_run)

@@ -99,7 +99,3 @@ def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[s
             files[f"host_vars/{node.name}/vault.yml"] = (
                 vault.encrypt({f"vault_{k}": v for k, v in node_secrets[node.name].items()}), SECRET_MODE)
     return files
-
-
-def connection(conn: dict) -> bytes:
-    return yamlfile.dump(conn)
