@@ -6,7 +6,8 @@ PYTHON ?= python3
 # Real programs the tests run and the lab needs on the host.
 HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nftables iproute2 \
 	iputils-ping mmdebstrap systemd-container apt-utils dpkg-dev arch-test netcat-openbsd \
-	zbar-tools dnsutils ca-certificates
+	zbar-tools dnsutils ca-certificates \
+	qemu-system-x86 qemu-utils e2fsprogs
 DEMO_SITE ?= inventory/demo
 
 .PHONY: setup host-packages demo test lint wheel clean

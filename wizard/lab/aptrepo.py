@@ -26,6 +26,8 @@ NODE_PACKAGES = (
     "tinc", "yggdrasil", "syncthing", "nncp", "dnsmasq", "unbound", "nftables",
     "systemd-timesyncd", "sudo", "python3-apt", "ca-certificates",
     "netcat-openbsd", "dnsutils",
+    # The mesh role: batman-adv's tool, the radio, SAE/IBSS and the client AP.
+    "batctl", "iw", "wpasupplicant", "hostapd", "wireless-regdb",
 )
 
 # Where nodes see the repository, and the apt source line that points there.
