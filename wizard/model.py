@@ -7,7 +7,7 @@ changed, so a node keeps its addresses for as long as it exists.
 import ipaddress
 from dataclasses import dataclass, field, fields
 
-from . import validate
+from . import meshparams, validate
 from .errors import MeshsteadError
 
 
@@ -81,6 +81,14 @@ class Settings:
     def client_ipv4_net(self) -> ipaddress.IPv4Network:
         return list(self.ipv4_plan.subnets(prefixlen_diff=1))[1]
 
+    def client_subnet(self, index: int) -> ipaddress.IPv4Network | None:
+        """Node `index`'s share of the client range (its access point's DHCP
+        subnet); None for an index past the last share."""
+        if index >= meshparams.CLIENT_SUBNETS:
+            return None
+        diff = meshparams.CLIENT_SUBNETS.bit_length() - 1
+        return list(self.client_ipv4_net.subnets(prefixlen_diff=diff))[index]
+
     def ula_subnet(self, number: int) -> ipaddress.IPv6Network:
         return ipaddress.IPv6Network((int(self.ipv6_ula.network_address) + (number << 64), 64))
 
@@ -120,12 +128,16 @@ class Site:
 
     def addresses(self, node: Node) -> dict:
         s = self.settings
-        return {
+        addresses = {
             "node_mesh_ipv4": str(s.mesh_ipv4_net.network_address + node.index),
             "node_mesh_ipv6": str(s.ula_subnet(0).network_address + node.index),
             "node_overlay_ipv4": str(s.overlay_ipv4_net.network_address + node.index),
             "node_overlay_ipv6": str(s.ula_subnet(1).network_address + node.index),
         }
+        client = s.client_subnet(node.index)
+        if client is not None:
+            addresses["node_client_ipv4_net"] = str(client)
+        return addresses
 
     def fqdn(self, node: Node) -> str:
         return f"{node.name}.{self.settings.domain}"

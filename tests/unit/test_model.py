@@ -37,7 +37,16 @@ def test_addresses_follow_the_index():
     node = add(site, "a")
     assert site.addresses(node) == {
         "node_mesh_ipv4": "10.42.0.1", "node_mesh_ipv6": "fd12:3456:789a::1",
-        "node_overlay_ipv4": "10.42.64.1", "node_overlay_ipv6": "fd12:3456:789a:1::1"}
+        "node_overlay_ipv4": "10.42.64.1", "node_overlay_ipv6": "fd12:3456:789a:1::1",
+        "node_client_ipv4_net": "10.42.129.0/24"}
+
+
+def test_client_subnets_are_disjoint_shares_of_the_client_range():
+    s = make_site().settings
+    shares = [s.client_subnet(i) for i in range(128)]
+    assert all(share.subnet_of(s.client_ipv4_net) for share in shares)
+    assert len({share.network_address for share in shares}) == 128
+    assert s.client_subnet(128) is None  # past the last share: no access point subnet
 
 
 def test_duplicate_name_is_refused():

@@ -1,0 +1,36 @@
+"""The Wi-Fi mesh parameters a site's settings mean, computed in one place.
+
+The inventory carries them (group_vars/all/site.yml) for the Debian role; the
+same functions serve any other renderer of the mesh (OpenWrt's UCI
+`wireless`/`network` sections take the same frequency, MTU and mesh ID).
+"""
+
+# batman-adv's unicast header plus the Ethernet header it encapsulates: a
+# radio MTU this much above bat0's lets bat0 carry full frames unfragmented.
+BATMAN_OVERHEAD = 32
+
+# Clients of a node's access point: the site's client range is cut into this
+# many equal subnets, and node index i takes subnet i (index 0 is never used).
+CLIENT_SUBNETS = 128
+
+
+def frequency(band: str, channel: int) -> int:
+    """Centre frequency in MHz of a 2.4 or 5 GHz channel (IEEE 802.11)."""
+    if band == "2.4":
+        return 2484 if channel == 14 else 2407 + 5 * channel
+    if band == "5":
+        return 5000 + 5 * channel
+    raise ValueError(f"unknown band {band!r}")
+
+
+def radio_mtu(mesh_mtu: int) -> int:
+    """MTU of the mesh radio so that bat0 carries `mesh_mtu` without fragmenting."""
+    return mesh_mtu + BATMAN_OVERHEAD
+
+
+def site_vars(settings) -> dict:
+    """The derived mesh variables of group_vars/all/site.yml."""
+    return {
+        "site_mesh_frequency": frequency(settings.mesh_band, settings.mesh_channel),
+        "site_mesh_radio_mtu": radio_mtu(settings.mesh_mtu),
+    }
