@@ -1,7 +1,7 @@
 """The site model rendered as an Ansible inventory (see docs/inventory.md)."""
 
-from ..identity import PRIVATE_NODE_VARS
 from .. import meshparams
+from ..identity import PRIVATE_NODE_VARS
 from ..model import Node, Site
 from . import yamlfile
 
