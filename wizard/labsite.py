@@ -20,7 +20,7 @@ def lab_name(opened_or_site) -> str:
 
 
 LAB_FILE = "lab.yml"
-LAB_HEADER = ("# Written by `meshstead lab up` for the lab's container of this node; removed by\n"
+LAB_HEADER = ("# Written by `meshstead lab up` for this node's lab copy (container or radio node); removed by\n"
               "# `meshstead lab down`. Put your own settings in local.yml or connection.yml.\n")
 
 
@@ -28,8 +28,14 @@ def lab_vars_path(directory: Path, node: str) -> Path:
     return directory / "host_vars" / node / LAB_FILE
 
 
+def default_node_names(count: int, radio: bool = False) -> list[str]:
+    """node1, node2, … for a container lab; n0, n1, … (as topologies name
+    their corners) for a radio lab."""
+    return [f"n{i}" for i in range(count)] if radio else [f"node{i}" for i in range(1, count + 1)]
+
+
 def ensure_site(directory: Path, count: int, admin_key: str, vault_override=None,
-                progress=None) -> sites.Opened:
+                progress=None, radio: bool = False) -> sites.Opened:
     """Open the site, or make a default one with ``count`` nodes."""
     from .load import is_site
     if is_site(directory):
@@ -40,13 +46,20 @@ def ensure_site(directory: Path, count: int, admin_key: str, vault_override=None
         return opened
     opened = sites.init(directory, {"admin_ssh_key": admin_key}, {}, interactive=False,
                         vault_override=vault_override)
-    specs = [(f"node{i}", "amd64", DEFAULT_NODE_ROLES if i == 1 else []) for i in range(1, count + 1)]
+    specs = [(name, "amd64", DEFAULT_NODE_ROLES if i == 0 else [])
+             for i, name in enumerate(default_node_names(count, radio))]
     sites.add_nodes(opened, specs, progress)
     sites.commit(opened, sites.plan(opened))
     return opened
 
 
-def lab_specs(opened: sites.Opened, count: int | None):
+# A radio lab's nodes are reached on a management LAN of their own, so the
+# mesh addresses stay on bat0: a /64 of the site's ULA that the plan never
+# allocates (subnets 0 and 1 are the mesh's and tinc's).
+MANAGEMENT_SUBNET = 0xFFFF
+
+
+def lab_specs(opened: sites.Opened, count: int | None, radio: bool = False):
     from .lab import LabNodeSpec
     site = opened.site
     nodes = site.sorted_nodes()[:count] if count else site.sorted_nodes()
@@ -54,30 +67,35 @@ def lab_specs(opened: sites.Opened, count: int | None):
     for node in nodes:
         facts = site.node_facts(node)
         key = sites.node_secrets(opened, node.name)["ssh_host_ed25519_private_key"]
-        specs.append(LabNodeSpec(
-            name=node.name,
-            ipv4=f"{facts['node_mesh_ipv4']}/{site.settings.mesh_ipv4_net.prefixlen}",
-            ipv6=f"{facts['node_mesh_ipv6']}/64",
-            ssh_host_ed25519_key=key))
+        if radio:
+            management = site.settings.ula_subnet(MANAGEMENT_SUBNET)
+            addresses = {"ipv6": f"{management.network_address + node.index}/64"}
+        else:
+            addresses = {"ipv4": f"{facts['node_mesh_ipv4']}/{site.settings.mesh_ipv4_net.prefixlen}",
+                         "ipv6": f"{facts['node_mesh_ipv6']}/64"}
+        specs.append(LabNodeSpec(name=node.name, ssh_host_ed25519_key=key, **addresses))
     return specs
 
 
 LAB_INTERFACE = "host0"  # the container's end of the lab bridge: its "mesh"
 
 
-def lab_vars(conn: dict) -> dict:
-    return {
+def lab_vars(conn: dict, radio: bool = False) -> dict:
+    data = {
         **conn,
-        "meshstead_mesh_interface": LAB_INTERFACE,
         # The lab reaches its nodes as root with its own key (real nodes: the
         # admin user with sudo, and no root login at all).
         "common_sshd_permit_root_login": "prohibit-password",
     }
+    if not radio:  # a radio lab node has a real mesh: bat0, as the site says
+        data["meshstead_mesh_interface"] = LAB_INTERFACE
+    return data
 
 
-def write_lab_vars(directory: Path, connections: dict[str, dict]) -> None:
+def write_lab_vars(directory: Path, connections: dict[str, dict], radio: bool = False) -> None:
     apply_writes(plan_writes(directory, {
-        str(lab_vars_path(Path(), node)): (LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn), header=False), 0o644)
+        str(lab_vars_path(Path(), node)): (LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn, radio), header=False),
+                                           0o644)
         for node, conn in connections.items()}))
 
 

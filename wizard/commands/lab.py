@@ -1,4 +1,7 @@
-"""`meshstead lab up|status|down|exec`: the site's nodes as local containers."""
+"""`meshstead lab up|status|link|down|exec`: the site's nodes as local containers,
+or (--radio) as nodes with simulated Wi-Fi radios inside a QEMU guest."""
+
+import json
 
 from rich.table import Table
 
@@ -6,33 +9,59 @@ from .. import demokey, labsite
 from ..errors import MeshsteadError
 from .output import add_vault_option, err, out, progress_bar, site_dir
 
-
-def lab_for(site):
-    from ..lab import Lab
-    return Lab(labsite.lab_name(site))
+TOPOLOGIES = ("full", "line", "diamond")
 
 
-def lab_up(opened, count):
-    lab = lab_for(opened.site)
+def lab_for(site, radio: bool = False):
+    """The site's lab: as recorded if it exists, else a new one of the asked kind."""
+    from ..lab import Lab, open_lab, state
+    name = labsite.lab_name(site)
+    if (state.lab_root() / name / "state.json").exists():
+        return open_lab(name)
+    if radio:
+        from ..lab.radio import RadioLab
+        return RadioLab(name)
+    return Lab(name)
+
+
+def is_radio(lab) -> bool:
+    return hasattr(lab, "links")
+
+
+def lab_up(opened, count, radio: bool = False, topology: str = "full"):
+    lab = lab_for(opened.site, radio)
+    if is_radio(lab) != radio:
+        kind = "a radio lab" if is_radio(lab) else "a container lab"
+        raise MeshsteadError("radio", f"the site already has {kind}; expected the same kind "
+                             "(or `meshstead lab down` first)")
+    specs = labsite.lab_specs(opened, count, radio=radio)
+    if radio and topology == "diamond" and len(specs) != 4:
+        raise MeshsteadError("topology", f"diamond needs exactly 4 nodes, the lab has {len(specs)}; "
+                             "expected --nodes 4 (or line/full)")
     with err.status("Lab: starting") as status:
-        conns = lab.up(labsite.lab_specs(opened, count), progress=lambda msg: status.update(f"Lab: {msg}"))
-    labsite.write_lab_vars(opened.directory, conns)
-    err.print(f"Lab {lab.name}: {len(conns)} node(s) up; their lab settings are in "
+        say = lambda msg: status.update(f"Lab: {msg}")  # noqa: E731
+        conns = lab.up(specs, topology=topology, progress=say) if radio else lab.up(specs, progress=say)
+    labsite.write_lab_vars(opened.directory, conns, radio=radio)
+    what = "radio node(s) in a QEMU guest" if radio else "node(s)"
+    err.print(f"Lab {lab.name}: {len(conns)} {what} up; their lab settings are in "
               f"host_vars/*/{labsite.LAB_FILE}")
     return lab
 
 
 def cmd_lab_up(args) -> None:
     from ..load import is_site
+    if args.topology and not args.radio:
+        raise MeshsteadError("topology", "shapes radio links; expected it with --radio")
     directory = site_dir(args)
     if not is_site(directory):
-        with progress_bar("Generating identities", args.nodes or 3) as step:
-            opened = labsite.ensure_site(directory, args.nodes or 3, demokey.admin_key(), args.vault_password_file,
-                                         step)
+        count = args.nodes or (4 if args.topology == "diamond" else 3)
+        with progress_bar("Generating identities", count) as step:
+            opened = labsite.ensure_site(directory, count, demokey.admin_key(), args.vault_password_file,
+                                         step, radio=args.radio)
         out.print(f"Made a default site in {directory}.")
     else:
         opened = labsite.ensure_site(directory, args.nodes, "", args.vault_password_file)
-    lab_up(opened, args.nodes)
+    lab_up(opened, args.nodes, radio=args.radio, topology=args.topology or "full")
     out.print(f"Next: meshstead provision --site {directory}")
 
 
@@ -45,6 +74,11 @@ def _site_and_lab(args):
 def cmd_lab_status(args) -> None:
     _site, lab = _site_and_lab(args)
     rows = lab.status()
+    links = lab.links() if is_radio(lab) and rows else []
+    if args.json:
+        out.print_json(json.dumps({"lab": lab.name, "kind": "radio" if is_radio(lab) else "container",
+                                   "nodes": rows, "links": links}))
+        return
     if not rows:
         out.print(f"Lab {lab.name}: not running.")
         return
@@ -55,6 +89,23 @@ def cmd_lab_status(args) -> None:
         table.add_row(row["node"], row["address"], str(row["pid"]),
                       "[green]running[/]" if row["running"] else "[red]stopped[/]")
     out.print(table)
+    if links:
+        table = Table(title="Radio links")
+        for column in ("link", "state", "why"):
+            table.add_column(column)
+        for link in links:
+            up = link["state"] == "up"
+            table.add_row(f"{link['a']} — {link['b']}", "[green]up[/]" if up else "[red]down[/]",
+                          {"topology": "not in the topology", "cut": "cut by `lab link`"}.get(link["reason"], ""))
+        out.print(table)
+
+
+def cmd_lab_link(args) -> None:
+    _site, lab = _site_and_lab(args)
+    if not is_radio(lab):
+        raise MeshsteadError("link", "radio links exist only in a radio lab; expected `meshstead lab up --radio`")
+    lab.link(args.a, args.b, up=args.state == "up")
+    out.print(f"Radio link {args.a} — {args.b}: {args.state}.")
 
 
 def cmd_lab_down(args) -> None:
@@ -72,14 +123,26 @@ def cmd_lab_exec(args) -> int:
 
 
 def register(sub, site_option) -> None:
-    lab = sub.add_parser("lab", help="a local lab of node containers").add_subparsers(dest="lab_command",
-                                                                                       required=True)
-    up = lab.add_parser("up", parents=[site_option], help="boot the site's nodes as containers "
-                        "(makes a default site if none)")
+    lab = sub.add_parser("lab", help="a local lab of node containers, or of nodes with simulated radios"
+                         ).add_subparsers(dest="lab_command", required=True)
+    up = lab.add_parser("up", parents=[site_option], help="boot the site's nodes as containers, or with "
+                        "--radio in a QEMU guest with simulated Wi-Fi (makes a default site if none)")
     up.add_argument("--nodes", type=int, help="number of nodes (default: all of the site's, or 3 for a new site)")
+    up.add_argument("--radio", action="store_true", help="nodes with simulated Wi-Fi radios (mac80211_hwsim) "
+                    "meshing over 802.11s/IBSS and batman-adv, inside a QEMU guest")
+    up.add_argument("--topology", choices=TOPOLOGIES, help="which radio links exist (with --radio; "
+                    "default full; diamond: n0-n1-n3 and n0-n2-n3, 4 nodes)")
     add_vault_option(up)
     up.set_defaults(func=cmd_lab_up)
-    lab.add_parser("status", parents=[site_option], help="show the lab's nodes").set_defaults(func=cmd_lab_status)
+    status = lab.add_parser("status", parents=[site_option], help="show the lab's nodes (and radio links)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=cmd_lab_status)
+    link = lab.add_parser("link", parents=[site_option], help="cut or restore a radio link (radio lab)",
+                          usage="meshstead lab link NODE NODE {up,down} [--site SITE]")
+    link.add_argument("a", metavar="NODE")
+    link.add_argument("b", metavar="NODE")
+    link.add_argument("state", choices=("up", "down"))
+    link.set_defaults(func=cmd_lab_link)
     lab.add_parser("down", parents=[site_option], help="remove everything lab up created (the site stays)"
                    ).set_defaults(func=cmd_lab_down)
     lexec = lab.add_parser("exec", parents=[site_option], help="run a command inside a lab node",
