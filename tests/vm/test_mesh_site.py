@@ -1,0 +1,234 @@
+"""A whole site on a 4-node radio lab in a diamond (n0–n1–n3 and n0–n2–n3, no
+n0–n3), provisioned by `meshstead provision` with the same site playbook as
+real nodes: batman-adv over 802.11s with SAE on simulated radios, the overlays,
+DNS and the access point on top, checked from inside the nodes."""
+
+import ipaddress
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from wizard import labsite, provision, reach, sites
+from wizard.lab import open_lab
+from wizard.load import load_site
+
+pytestmark = [pytest.mark.vm]
+
+NODES = ["n0", "n1", "n2", "n3"]
+
+
+def wait_for(check, timeout, interval=1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(interval)
+    return None
+
+
+def sh(lab, node, script, timeout=60):
+    return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
+
+
+def last_recap(env) -> dict:
+    """Per-host counters of the last `meshstead provision` run."""
+    log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log"))
+    return provision.summary(provision.events_path(log))
+
+
+def provision_site(mesh_site, *extra, timeout=3600):
+    started = time.monotonic()
+    proc = run_cli("provision", "--site", mesh_site["dir"], *extra, env=mesh_site["env"], timeout=timeout)
+    print(f"provision {' '.join(extra)}: {time.monotonic() - started:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return proc
+
+
+def radio_mac(lab, node) -> str:
+    return sh(lab, node, "cat /sys/class/net/wlan0/address").stdout.strip()
+
+
+def originators(lab, node) -> dict[str, str]:
+    """batman-adv's best next hop per originator, as `batctl o` shows it."""
+    table = sh(lab, node, "batctl meshif bat0 o -H").stdout
+    best = {}
+    for line in table.splitlines():
+        fields = re.findall(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", line)
+        if line.lstrip().startswith("*") and len(fields) >= 2:
+            best[fields[0]] = fields[1]
+    return best
+
+
+def neighbours(lab, node) -> set[str]:
+    table = sh(lab, node, "batctl meshif bat0 n -H").stdout
+    return {m.group(0) for m in re.finditer(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}", table)}
+
+
+@pytest.fixture(scope="module")
+def mesh_site(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the radio lab needs root")
+    base = tmp_path_factory.mktemp("meshsite")
+    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
+           "HOME": str(base)}
+    os.environ.update(env)  # the in-process lab API and vault read the same config
+    directory = base / "site"
+    lab = None
+    try:
+        started = time.monotonic()
+        up = run_cli("lab", "up", "--radio", "--nodes", "4", "--topology", "diamond", "--site", directory,
+                     env=env, timeout=3600)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-4000:]
+        print(f"radio lab up (guest boot to every node's sshd): {time.monotonic() - started:.1f} s")
+        site = load_site(directory)
+        lab = open_lab(labsite.lab_name(site))
+        assert sorted(site.nodes) == NODES
+        first = provision_site({"dir": directory, "env": env})
+        yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first,
+               "macs": {n: radio_mac(lab, n) for n in NODES}}
+    finally:
+        down = run_cli("lab", "down", "--site", directory, env=env, timeout=600)
+        print("lab down:", down.returncode, down.stderr[-500:])
+
+
+def test_a_second_provision_changes_nothing(mesh_site):
+    provision_site(mesh_site)
+    recap = last_recap(mesh_site["env"])
+    assert sorted(recap) == NODES
+    changed = {host: r.changed for host, r in recap.items() if r.changed}
+    assert not changed, f"second run changed: {changed}"
+
+
+def test_batman_reaches_n3_from_n0_only_through_n1_or_n2(mesh_site):
+    lab, macs = mesh_site["lab"], mesh_site["macs"]
+    seen = wait_for(lambda: macs["n3"] in originators(lab, "n0"), 120, interval=2)
+    assert seen, f"n0 never learnt n3: {sh(lab, 'n0', 'batctl meshif bat0 o').stdout}"
+    assert originators(lab, "n0")[macs["n3"]] in (macs["n1"], macs["n2"])
+    assert macs["n3"] not in neighbours(lab, "n0")  # no direct radio link n0–n3
+
+
+def test_two_hops_by_name_and_every_overlay_on_the_mesh(mesh_site):
+    lab, site = mesh_site["lab"], mesh_site["site"]
+    n3 = site.node_facts(site.nodes["n3"])
+    assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 90), \
+        "n0 cannot ping n3's mesh address over two hops"
+    resolved = sh(lab, "n0", f"getent ahostsv4 n3.{site.settings.domain}").stdout
+    assert n3["node_mesh_ipv4"] in resolved
+    # The overlays run on bat0: tinc's hub address and Yggdrasil's multicast are the mesh's.
+    assert "bat0" in sh(lab, "n1", "cat /etc/yggdrasil/yggdrasil.conf").stdout
+    results = reach.matrix(lab, site, attempts=30)
+    failed = [key for key, ok in results.items() if not ok]
+    assert len(results) == 4 * 3 * 2
+    assert not failed, failed
+
+
+def test_the_mesh_heals_when_the_next_hop_goes(mesh_site):
+    lab, macs, site = mesh_site["lab"], mesh_site["macs"], mesh_site["site"]
+    name_of = {mac: node for node, mac in macs.items()}
+    target = site.node_facts(site.nodes["n3"])["node_mesh_ipv4"]
+    assert wait_for(lambda: macs["n3"] in originators(lab, "n0"), 60)
+    hop = name_of[originators(lab, "n0")[macs["n3"]]]
+    other = "n2" if hop == "n1" else "n1"
+    pings = {}
+    pinger = threading.Thread(target=lambda: pings.update(
+        out=sh(lab, "n0", f"ping -D -i 0.2 -c 150 -W 1 {target}", timeout=120).stdout))
+    pinger.start()
+    time.sleep(5)
+    cut, cut_mono = time.time(), time.monotonic()
+    lab.link("n0", hop, up=False)
+    try:
+        switched = wait_for(lambda: originators(lab, "n0").get(macs["n3"]) == macs[other], 60, interval=0.3)
+        pinger.join()
+    finally:
+        lab.link("n0", hop, up=True)
+    assert switched, f"n0 never routed to n3 through {other}"
+    replies = [float(t) for t in re.findall(r"^\[(\d+\.\d+)\].*bytes from", pings["out"], re.M)]
+    after = [t for t in replies if t > cut]
+    assert after, "no reply after the cut: traffic did not continue through the other branch"
+    outage = max(b - a for a, b in zip(replies, replies[1:], strict=False) if b > cut)
+    print(f"heal: next hop {hop} cut; n0 routes via {other} {switched - cut_mono:.1f} s later; "
+          f"longest ping gap {outage:.1f} s; {len(replies)}/150 replies")
+
+
+def test_a_wrong_sae_passphrase_never_makes_a_neighbour(mesh_site):
+    lab = mesh_site["lab"]
+    conf = "/etc/meshstead/mesh/wpa_supplicant.conf"
+    assert sh(lab, "n3", f"cp -p {conf} /root/good.conf && "
+                         f"sed -i 's/^\\tsae_password=.*/\\tsae_password=\"not-the-site-passphrase\"/' {conf} && "
+                         "systemctl restart meshstead-mesh").returncode == 0
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert not neighbours(lab, "n3"), "a node with the wrong passphrase got a batman-adv neighbour"
+            time.sleep(3)
+    finally:
+        sh(lab, "n3", f"cp -p /root/good.conf {conf} && systemctl restart meshstead-mesh")
+    assert wait_for(lambda: neighbours(lab, "n3"), 120, interval=3), "with the right passphrase again: no neighbour"
+
+
+def test_ibss_forms_the_same_mesh(mesh_site):
+    lab, site, macs = mesh_site["lab"], mesh_site["site"], mesh_site["macs"]
+    target = site.node_facts(site.nodes["n3"])["node_mesh_ipv4"]
+    provision_site(mesh_site, "--", "--tags", "mesh", "-e", "mesh_mode=ibss")
+    try:
+        assert "type IBSS" in sh(lab, "n0", "iw dev wlan0 info").stdout
+        assert wait_for(lambda: originators(lab, "n0").get(macs["n3"]) in (macs["n1"], macs["n2"]), 120, 2), \
+            "IBSS: n0 does not reach n3 through n1 or n2"
+        assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {target}").returncode == 0, 60)
+    finally:
+        provision_site(mesh_site, "--", "--tags", "mesh")
+    assert "type mesh point" in sh(lab, "n0", "iw dev wlan0 info").stdout
+
+
+def test_bat0_comes_back_after_a_reboot(mesh_site):
+    lab, site = mesh_site["lab"], mesh_site["site"]
+    n3 = site.node_facts(site.nodes["n3"])
+    lab.restart_node("n3")
+    addrs = lambda: sh(lab, "n3", "ip -o addr show dev bat0").stdout  # noqa: E731
+    assert wait_for(lambda: f" {n3['node_mesh_ipv4']}/" in addrs() and f" {n3['node_mesh_ipv6']}/" in addrs(), 120)
+    assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 120)
+
+
+def test_a_phone_joins_the_access_point_gets_a_lease_and_resolves_names(mesh_site):
+    lab, site = mesh_site["lab"], mesh_site["site"]
+    secrets = sites.open_site(mesh_site["dir"]).site_secrets
+    phy = lab.spare_radio()["phy"]
+    conf = ("network={\n"
+            f"  ssid=\"{site.settings.ap_ssid}\"\n  key_mgmt=SAE\n  ieee80211w=2\n"
+            f"  sae_password=\"{secrets['site_ap_passphrase']}\"\n}}\n")
+    script = f"""set -e
+ip netns add msphone
+mkdir -p /etc/netns/msphone && : > /etc/netns/msphone/resolv.conf
+iw phy {phy} set netns name msphone
+dev=$(ip netns exec msphone ls /sys/class/net | grep -v '^lo$' | head -1)
+ip netns exec msphone ip link set lo up
+cat > /tmp/msphone.conf <<'EOF'
+{conf}EOF
+ip netns exec msphone wpa_supplicant -B -i $dev -c /tmp/msphone.conf -P /run/msphone-wpa.pid
+for i in $(seq 60); do
+  ip netns exec msphone wpa_cli -i $dev status 2>/dev/null | grep -q wpa_state=COMPLETED && break; sleep 1
+done
+ip netns exec msphone wpa_cli -i $dev status | grep -E '^(ssid|wpa_state|key_mgmt)='
+ip netns exec msphone udhcpc -i $dev -n -q -t 10 -s /etc/udhcpc/default.script
+ip netns exec msphone ip -4 -o addr show dev $dev
+ip netns exec msphone cat /etc/resolv.conf
+ip netns exec msphone dig +short n3.{site.settings.domain}
+"""
+    try:
+        proc = lab.guest_exec_capture(["sh", "-c", script], timeout=300)
+    finally:
+        lab.guest_exec_capture(["sh", "-c", "kill $(cat /run/msphone-wpa.pid) 2>/dev/null; "
+                                "ip netns del msphone; rm -rf /etc/netns/msphone"], timeout=60)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "wpa_state=COMPLETED" in out and "key_mgmt=SAE" in out
+    leased = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    assert leased, out
+    assert ipaddress.ip_address(leased.group(1)) in site.settings.client_ipv4_net
+    # The last line is dig's answer, from the resolver the lease named.
+    assert out.strip().splitlines()[-1] == site.node_facts(site.nodes["n3"])["node_mesh_ipv4"]
