@@ -53,31 +53,38 @@ def resolve(flags: dict, from_file: dict, previous: dict, *, interactive: bool, 
         if not question.when(answers):
             continue
         name = question.name
-        if name in flags or name in from_file:
-            raw = flags[name] if name in flags else from_file[name]
-            if raw in ("", None) and (question.optional or name == "mesh_passphrase"):
-                value = None if question.optional else question.default(answers)
-            else:
-                try:
-                    value = parse_answer(question, raw, answers)
-                except ValueError as exc:
-                    raise MeshsteadError(name, str(exc)) from None
-        elif name in previous:
-            value = previous[name]
-        elif interactive:
-            value = asker(question, answers)
-        else:
-            value = question.default(answers) if question.default else None
-            if value is None and not question.optional:
-                raise MeshsteadError(name, "required, and there is no terminal to ask; supply it with "
-                                     f"--set {name}=VALUE or in an --answers file")
-            if value is not None:
-                try:
-                    value = parse_answer(question, value, answers)
-                except ValueError as exc:
-                    raise MeshsteadError(name, str(exc)) from None
-        answers[name] = value
+        try:
+            answers[name] = _answer(question, flags, from_file, previous, answers, interactive, asker)
+        except ValueError as exc:
+            raise MeshsteadError(name, str(exc)) from None
     return {k: v for k, v in answers.items() if not k.startswith("_")}
+
+
+# Given empty, these take their default (a generated passphrase); other
+# secrets given empty are refused like any other bad answer.
+EMPTY_MEANS_DEFAULT = ("mesh_passphrase",)
+
+
+def _answer(question, flags, from_file, previous, answers, interactive, asker):
+    name = question.name
+    if name in flags or name in from_file:
+        raw = flags[name] if name in flags else from_file[name]
+        if raw in ("", None) and question.optional:
+            return None
+        if raw in ("", None) and name in EMPTY_MEANS_DEFAULT:
+            return question.default(answers)
+        return parse_answer(question, raw, answers)
+    if name in previous:
+        # A kept answer that depends on others (the channel on the country
+        # and band) is checked again against their new values.
+        return parse_answer(question, previous[name], answers) if question.depends else previous[name]
+    if interactive:
+        return asker(question, answers)
+    value = question.default(answers) if question.default else None
+    if value is None and not question.optional:
+        raise MeshsteadError(name, "required, and there is no terminal to ask; supply it with "
+                             f"--set {name}=VALUE or in an --answers file")
+    return None if value is None else parse_answer(question, value, answers)
 
 
 def has_terminal() -> bool:

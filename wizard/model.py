@@ -11,10 +11,12 @@ from . import meshparams, validate
 from .errors import MeshsteadError
 
 
-def _setting(var: str, *, answer: str | None = None, load=str, to_answer=None, from_answer=None):
+def _setting(var: str, *, answer: str | None = None, load=str, to_answer=None, from_answer=None,
+             missing=None):
     """A site setting: its inventory variable, the question that answers it
-    (if any), and how to read it back from YAML."""
-    return field(metadata={"var": var, "answer": answer, "load": load,
+    (if any), and how to read it back from YAML. `missing` gives the value for
+    a site written before the setting existed, from the settings read so far."""
+    return field(metadata={"var": var, "answer": answer, "load": load, "missing": missing,
                            "to_answer": to_answer or (lambda v: v), "from_answer": from_answer or (lambda v: v)})
 
 
@@ -37,6 +39,8 @@ class Settings:
     mesh_channel: int = _setting("site_mesh_channel", answer="mesh_channel", load=int)
     mesh_id: str = _setting("site_mesh_id", answer="mesh_id")
     mesh_mtu: int = _setting("site_mesh_mtu", answer="mesh_mtu", load=int)
+    # Sites made before the nodes had access points: named after the site.
+    ap_ssid: str = _setting("site_ap_ssid", answer="ap_ssid", missing=lambda s: s["name"][:32])
     overlay: list[str] = _setting("site_overlay", answer="overlay", load=list)
     services: list[str] = _setting("site_services", answer="services", load=list)
     ipv4_plan: ipaddress.IPv4Network = _setting("site_ipv4_plan", answer="ipv4_plan", load=ipaddress.IPv4Network)
@@ -63,7 +67,11 @@ class Settings:
     @classmethod
     def from_vars(cls, raw: dict) -> "Settings":
         """Raises KeyError, ValueError or TypeError on a damaged file."""
-        return cls(**{f.name: f.metadata["load"](raw[f.metadata["var"]]) for f in fields(cls)})
+        values: dict = {}
+        for f in fields(cls):
+            var, missing = f.metadata["var"], f.metadata["missing"]
+            values[f.name] = missing(values) if var not in raw and missing else f.metadata["load"](raw[var])
+        return cls(**values)
 
     @property
     def ipv4_quarters(self) -> list[ipaddress.IPv4Network]:

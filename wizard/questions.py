@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import validate
+from . import regdb, validate
 
 
 @dataclass
@@ -29,6 +29,9 @@ class Question:
     secret: bool = False  # never written back into an answers file
     optional: bool = False  # may stay empty
     when: Callable[[dict], bool] = field(default=lambda answers: True)
+    # Earlier answers the parser reads (it is then called with the answers so
+    # far); a kept answer is parsed again, so a changed country re-checks the channel.
+    depends: tuple = ()
 
 
 def random_ipv4_plan(_answers=None) -> str:
@@ -53,8 +56,20 @@ def find_ssh_key(_answers=None) -> str | None:
     return None
 
 
+def _parse_band(value, answers):
+    return validate.mesh_band(answers.get("country", "00"))(value)
+
+
 def _parse_channel(value, answers):
-    return validate.channel_for(answers.get("mesh_band", "2.4"))(value)
+    return validate.mesh_channel(answers.get("country", "00"), answers.get("mesh_band", "2.4"))(value)
+
+
+def _default_channel(answers) -> int:
+    """The first channel a mesh may use in the country and band (the parser
+    explains when there is none)."""
+    band = answers.get("mesh_band", "2.4")
+    usable = regdb.usable_channels(answers.get("country", "00"), band, validate.CHANNELS[band])
+    return usable[0] if usable else validate.CHANNELS[band][0]
 
 
 QUESTIONS: list[Question] = [
@@ -67,15 +82,20 @@ QUESTIONS: list[Question] = [
     Question("mesh_mode", "Wi-Fi mesh: 802.11s (with SAE encryption) or IBSS for radios without mesh point.",
              validate.choice(validate.MESH_MODES), default=lambda a: "80211s", kind="select",
              choices=validate.MESH_MODES),
-    Question("mesh_band", "Wi-Fi band of the mesh, GHz.", validate.choice(tuple(validate.CHANNELS)),
-             default=lambda a: "2.4", kind="select", choices=tuple(validate.CHANNELS)),
-    Question("mesh_channel", "Wi-Fi channel of the mesh.", _parse_channel,
-             default=lambda a: 1 if a.get("mesh_band", "2.4") == "2.4" else 36),
+    Question("mesh_band", "Wi-Fi band of the mesh, GHz.", _parse_band,
+             default=lambda a: "2.4", kind="select", choices=tuple(validate.CHANNELS), depends=("country",)),
+    Question("mesh_channel", f"Wi-Fi channel of the mesh, one the country allows a mesh to start on "
+             f"(no radar detection, checked against {regdb.NAME}).", _parse_channel,
+             default=_default_channel, depends=("country", "mesh_band")),
     Question("mesh_id", "802.11s mesh ID (IBSS: SSID), 1-32 bytes.", validate.mesh_id,
              default=lambda a: f"{a['name']}-mesh"),
     Question("mesh_passphrase", "SAE passphrase of the mesh (empty: generate one).", validate.passphrase,
              default=lambda a: secrets.token_urlsafe(18), kind="password", secret=True),
     Question("mesh_mtu", "MTU of the batman-adv mesh interface.", validate.mtu, default=lambda a: 1500),
+    Question("ap_ssid", "Wi-Fi name (SSID) of the nodes' access points for phones and laptops, 1-32 bytes.",
+             validate.ssid, default=lambda a: a["name"][:32]),
+    Question("ap_passphrase", "WPA2/WPA3 passphrase of the access points (empty: generate one).",
+             validate.passphrase, default=lambda a: secrets.token_urlsafe(18), kind="password", secret=True),
     Question("overlay", "Encrypted overlay(s) to run.", validate.subset(validate.OVERLAYS, allow_empty=False),
              default=lambda a: list(validate.OVERLAYS), kind="checkbox", choices=validate.OVERLAYS),
     Question("ipv4_plan", "IPv4 plan of the mesh (a private /16 to /22).", validate.ipv4_plan,
@@ -98,6 +118,6 @@ IMMUTABLE = ("name", "ipv4_plan", "ipv6_ula")
 
 
 def parse_answer(question: Question, value, answers: dict):
-    if question.parse is _parse_channel:
-        return _parse_channel(value, answers)
+    if question.depends:
+        return question.parse(value, answers)
     return question.parse(value)

@@ -17,7 +17,7 @@ from .identity import node as node_identity
 from .identity import signing
 from .load import is_site, load_site, previous_answers
 from .model import Node, Settings, Site, parse_node
-from .questions import IMMUTABLE
+from .questions import BY_NAME, IMMUTABLE
 from .render import inventory
 from .vault import Vault, new_password, password_file, write_password_file
 
@@ -39,11 +39,20 @@ def _strip_vault(data: dict) -> dict:
     return {k.removeprefix("vault_"): v for k, v in data.items()}
 
 
+# Site secrets added after the first sites were made, with the question that
+# generates them: a site opened without one gets it generated as a new site
+# would, and the next write (init, node add) stores it in the vault.
+ADDED_SECRETS = {"site_ap_passphrase": "ap_passphrase"}
+
+
 def open_site(directory: Path, vault_override: str | None = None) -> Opened:
     site = load_site(directory)
     vault = Vault.from_file(password_file(site.settings.site_id, vault_override))
-    secrets = _strip_vault(vault.decrypt(directory / GROUP_VAULT))
-    return Opened(directory, site, vault, secrets)
+    site_secrets = _strip_vault(vault.decrypt(directory / GROUP_VAULT))
+    for name, question in ADDED_SECRETS.items():
+        if name not in site_secrets:
+            site_secrets[name] = BY_NAME[question].default({})
+    return Opened(directory, site, vault, site_secrets)
 
 
 def node_secrets(opened: Opened, name: str) -> dict:
@@ -90,16 +99,17 @@ def init(directory: Path, flags: dict, from_file: dict, *, interactive: bool, as
         site_id = uuid.uuid4().hex
         signing_public, signing_private = signing.generate()
         site = Site(_settings_from(answers, site_id, signing_public["site_signing_public_key"]))
-        secrets = {"site_mesh_passphrase": answers["mesh_passphrase"],
-                   "site_admin_password_hash": _hash_password(answers.get("admin_password")),
-                   **signing_private}
+        site_secrets = {"site_mesh_passphrase": answers["mesh_passphrase"],
+                        "site_ap_passphrase": answers["ap_passphrase"],
+                        "site_admin_password_hash": _hash_password(answers.get("admin_password")),
+                        **signing_private}
         pw_path = password_file(site_id, vault_override)
         if pw_path.exists():
             vault = Vault.from_file(pw_path)
             new_pw = None
         else:
             vault, new_pw = Vault(new_password(), pw_path), pw_path
-        opened = Opened(directory, site, vault, {k: v for k, v in secrets.items() if v is not None}, new_pw)
+        opened = Opened(directory, site, vault, {k: v for k, v in site_secrets.items() if v is not None}, new_pw)
     for spec in from_file.get("nodes") or []:
         if not isinstance(spec, dict) or "name" not in spec:
             raise MeshsteadError("nodes", "expected a list of {name, platform, roles}")
@@ -114,14 +124,16 @@ def init(directory: Path, flags: dict, from_file: dict, *, interactive: bool, as
 def _update_settings(opened: Opened, flags: dict, from_file: dict) -> None:
     site = opened.site
     given = {**{k: v for k, v in from_file.items() if k != "nodes"}, **flags}
-    previous = previous_answers(site, "site_admin_password_hash" in opened.site_secrets)
+    previous = {**previous_answers(site, "site_admin_password_hash" in opened.site_secrets),
+                "ap_passphrase": "(kept)"}  # open_site made one if the site had none
     answers = answers_mod.resolve(given, {}, previous, interactive=False)
     for key in IMMUTABLE:
         if key in given and answers[key] != previous[key]:
             raise MeshsteadError(key, f"cannot change on an existing site (it is {previous[key]}); "
                                  "expected the same value or none")
-    if "mesh_passphrase" in given:
-        opened.site_secrets["site_mesh_passphrase"] = answers["mesh_passphrase"]
+    for secret in ("mesh_passphrase", "ap_passphrase"):
+        if secret in given:
+            opened.site_secrets[f"site_{secret}"] = answers[secret]
     if "admin_password" in given:
         hashed = _hash_password(answers["admin_password"])
         opened.site_secrets.pop("site_admin_password_hash", None)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
+from . import regdb
+
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
@@ -23,7 +25,7 @@ TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU
 """.split())
 
 CHANNELS = {
-    "2.4": tuple(range(1, 14)),
+    "2.4": tuple(range(1, 15)),  # 14: Japan only (802.11b), as regulatory.db says
     "5": (36, 40, 44, 48, 52, 56, 60, 64, 100, 104, 108, 112, 116, 120, 124, 128, 132, 136, 140, 144,
           149, 153, 157, 161, 165),
 }
@@ -125,16 +127,76 @@ def channel_for(band: str):
     return parse
 
 
-def mesh_id(value) -> str:
+def _where(code: str) -> str:
+    if code == "00":
+        return "the world domain 00"
+    if regdb.domain(code) != code:
+        return f"country {code} (not in {regdb.NAME}, so the kernel applies the world domain 00)"
+    return f"country {code}"
+
+
+def _runs(numbers) -> str:
+    """1, 2, 3, 5 -> '1-3, 5'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
+_SET_COUNTRY = "set the site's country (--set country=DE, its ISO 3166-1 code)"
+
+
+def mesh_band(code: str):
+    """The band of a mesh in country `code`: one with a channel the regulatory
+    database lets a mesh start on."""
+    def parse(value) -> str:
+        band = choice(tuple(CHANNELS))(value)
+        if not regdb.usable_channels(code, band, CHANNELS[band]):
+            raise ValueError(f"{_where(code)} allows no mesh on {band} GHz ({regdb.NAME}: every channel needs "
+                             f"radar detection or forbids starting a network); expected another band, or "
+                             f"{_SET_COUNTRY}")
+        return band
+    return parse
+
+
+def mesh_channel(code: str, band: str):
+    """A channel of `band` that a mesh may start on in country `code`."""
+    plain = channel_for(band)
+
+    def parse(value) -> int:
+        number = plain(value)
+        reason = regdb.channel_status(code, band, number)
+        if reason:
+            allowed = regdb.usable_channels(code, band, CHANNELS[band])
+            expected = (f"expected one of {_runs(allowed)}" if allowed
+                        else f"no {band} GHz channel is; expected another band, or {_SET_COUNTRY}")
+            raise ValueError(f"channel {number} is not allowed for a mesh in {_where(code)} "
+                             f"({regdb.NAME}: {reason}): {expected}")
+        return number
+    return parse
+
+
+def _one_to_32_bytes(value, what: str) -> str:
     text = str(value)
     if not 1 <= len(text.encode()) <= 32:
-        raise ValueError("expected 1-32 bytes")
+        raise ValueError(f"expected {what} of 1-32 bytes (UTF-8)")
     return text
+
+
+def mesh_id(value) -> str:
+    return _one_to_32_bytes(value, "a mesh ID")
+
+
+def ssid(value) -> str:
+    return _one_to_32_bytes(value, "a Wi-Fi name (SSID)")
 
 
 def passphrase(value) -> str:
     text = str(value)
-    if not 8 <= len(text) <= 63 or not text.isprintable():
+    if not 8 <= len(text) <= 63 or not text.isprintable() or not text.strip():
         raise ValueError("expected 8-63 printable characters")
     return text
 

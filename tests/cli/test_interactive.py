@@ -28,13 +28,19 @@ def test_wizard_prompts_in_a_terminal(tmp_path, admin_key):
     child.expect("mesh_band:")
     child.send(ENTER)
     child.expect("mesh_channel:")
-    child.send("6" + ENTER)
+    child.send("14" + ENTER)  # Japan's only: refused in place, with what Kenya allows
+    child.expect("expected one of 1-13")
+    child.send("\x7f\x7f6" + ENTER)
     child.expect("mesh_id:")
     child.send(ENTER)
     child.expect("mesh_passphrase:")
     child.send("correct horse battery" + ENTER)
     child.expect("mesh_mtu:")
     child.send(ENTER)
+    child.expect(r"ap_ssid:.*\[valley\]")
+    child.send(ENTER)
+    child.expect("ap_passphrase:")
+    child.send(ENTER)  # empty: generated
     child.expect("overlay:")
     child.send(ENTER)
     child.expect("ipv4_plan:")
@@ -57,6 +63,7 @@ def test_wizard_prompts_in_a_terminal(tmp_path, admin_key):
     assert settings["site_name"] == "valley"
     assert settings["site_country"] == "KE"
     assert settings["site_mesh_channel"] == 6
+    assert settings["site_ap_ssid"] == "valley"
     assert settings["site_ipv4_plan"] == "10.77.0.0/16"
     assert settings["site_admin_ssh_keys"] == [admin_key.read_text().strip()]
     assert "site_admin_password_hash" not in settings

@@ -11,7 +11,7 @@ from wizard.model import Node, Settings, Site, parse_node
 def make_site(plan="10.42.0.0/16") -> Site:
     return Site(Settings(
         site_id="x", name="demo", domain="demo.internal", country="00", mesh_mode="80211s", mesh_band="2.4",
-        mesh_channel=1, mesh_id="demo-mesh", mesh_mtu=1500, overlay=["tinc", "yggdrasil"],
+        mesh_channel=1, mesh_id="demo-mesh", mesh_mtu=1500, ap_ssid="demo", overlay=["tinc", "yggdrasil"],
         services=["syncthing"], ipv4_plan=ipaddress.IPv4Network(plan),
         ipv6_ula=ipaddress.IPv6Network("fd12:3456:789a::/48"), admin_user="mesh", admin_ssh_keys=["k"],
         signing_public_key="s"))
@@ -104,3 +104,16 @@ def test_parse_node_names_the_field():
     with pytest.raises(MeshsteadError, match="^name: expected a DNS label"):
         parse_node("Bad_Name", "rpi4", [])
     assert parse_node("ok", "RPI4", ["dns", "hub"]) == ("ok", "rpi4", ["hub", "dns"])
+
+
+def test_a_site_from_before_access_points_loads_with_the_ssid_named_after_it():
+    settings = make_site().settings
+    raw = settings.to_vars()
+    assert raw["site_ap_ssid"] == "demo"
+    del raw["site_ap_ssid"]
+    raw["site_name"] = "a-very-long-site-name-of-forty-characters"
+    loaded = Settings.from_vars(raw)
+    assert loaded.ap_ssid == "a-very-long-site-name-of-forty-c"  # the first 32 bytes: a valid SSID
+    del raw["site_mesh_id"]  # a setting without a default is still required
+    with pytest.raises(KeyError):
+        Settings.from_vars(raw)

@@ -36,6 +36,7 @@ def test_sample_holds_no_private_material():
             assert data.get(name, f"{{{{ vault_{name} }}}}") == f"{{{{ vault_{name} }}}}", (node_file, name)
     site_vars = yaml.safe_load((SAMPLE / "group_vars/all/site.yml").read_text())
     assert site_vars["site_mesh_passphrase"] == "{{ vault_site_mesh_passphrase }}"
+    assert site_vars["site_ap_passphrase"] == "{{ vault_site_ap_passphrase }}"
 
 
 def test_git_keeps_vault_files_out_of_the_sample():

@@ -93,3 +93,47 @@ def test_subset_keeps_canonical_order():
         parse("")
     with pytest.raises(ValueError, match="got wireguard"):
         parse("wireguard")
+
+
+def test_mesh_channel_follows_the_country():
+    assert validate.mesh_channel("DE", "2.4")("13") == 13
+    assert validate.mesh_channel("JP", "2.4")("14") == 14
+    with pytest.raises(ValueError, match=r"channel 13 is not allowed for a mesh in country US "
+                                         r"\(regulatory.db 2026.09.03: no rule covers 2472 MHz\): "
+                                         r"expected one of 1-11$"):
+        validate.mesh_channel("US", "2.4")("13")
+    with pytest.raises(ValueError, match=r"DFS.*expected one of 36, 40, 44, 48, 149, 153, 157, 161, 165$"):
+        validate.mesh_channel("DE", "5")("52")
+    with pytest.raises(ValueError, match="world domain 00.*NO-IR.*expected one of 1-11"):
+        validate.mesh_channel("00", "2.4")("12")
+    with pytest.raises(ValueError, match=r"no 5 GHz channel is; expected another band, or set the site's country"):
+        validate.mesh_channel("00", "5")("36")
+    with pytest.raises(ValueError, match="expected a 2.4 GHz channel"):  # not a channel at all
+        validate.mesh_channel("DE", "2.4")("15")
+
+
+def test_mesh_band_needs_a_channel_the_country_allows():
+    assert validate.mesh_band("DE")("5") == "5"
+    assert validate.mesh_band("00")("2.4") == "2.4"
+    with pytest.raises(ValueError, match=r"world domain 00 allows no mesh on 5 GHz.*--set country="):
+        validate.mesh_band("00")("5")
+    with pytest.raises(ValueError, match=r"country ZM \(not in regulatory.db 2026.09.03, so the kernel applies "
+                                         r"the world domain 00\) allows no mesh on 5 GHz"):
+        validate.mesh_band("ZM")("5")
+
+
+def test_ssid_and_mesh_id_are_1_to_32_bytes():
+    assert validate.ssid("Dorfnetz Süd") == "Dorfnetz Süd"
+    assert validate.ssid("x" * 32) == "x" * 32
+    for bad in ("", "x" * 33, "ü" * 17):  # 17 x 2 bytes
+        with pytest.raises(ValueError, match=r"expected a Wi-Fi name \(SSID\) of 1-32 bytes"):
+            validate.ssid(bad)
+        with pytest.raises(ValueError, match="expected a mesh ID of 1-32 bytes"):
+            validate.mesh_id(bad)
+
+
+def test_passphrase_refuses_short_long_blank_and_control_characters():
+    assert validate.passphrase("correct horse") == "correct horse"
+    for bad in ("", "short", "x" * 64, " " * 8, "\t" * 10, "new\nline!"):
+        with pytest.raises(ValueError, match="expected 8-63 printable characters"):
+            validate.passphrase(bad)

@@ -26,6 +26,7 @@ def site_vars(site: Site, has_admin_password: bool) -> dict:
         "meshstead_format": FORMAT,
         "meshstead_mesh_interface": MESH_INTERFACE,
         "site_mesh_passphrase": "{{ vault_site_mesh_passphrase }}",
+        "site_ap_passphrase": "{{ vault_site_ap_passphrase }}",
         **meshparams.site_vars(s),
         "site_mesh_ipv4_net": str(s.mesh_ipv4_net),
         "site_overlay_ipv4_net": str(s.overlay_ipv4_net),
