@@ -195,9 +195,10 @@ def ssid(value) -> str:
 
 
 def passphrase(value) -> str:
+    """A WPA passphrase (IEEE 802.11 annex M.4): 8-63 characters 32-126, not only spaces."""
     text = str(value)
-    if not 8 <= len(text) <= 63 or not text.isprintable() or not text.strip():
-        raise ValueError("expected 8-63 printable characters")
+    if not 8 <= len(text) <= 63 or not all(" " <= c <= "~" for c in text) or not text.strip():
+        raise ValueError("expected 8-63 printable characters (ASCII, as WPA requires), not only spaces")
     return text
 
 
