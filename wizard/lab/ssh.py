@@ -103,8 +103,12 @@ def wait_for_ssh(conns: dict[str, dict[str, str]], timeout: float) -> None:
     last_err: dict[str, str] = {}
     while pending:
         for node, conn in list(pending.items()):
-            proc = subprocess.run(ssh_argv(conn, "true"), capture_output=True, text=True,  # noqa: S603
-                                  timeout=30, check=False)
+            try:
+                proc = subprocess.run(ssh_argv(conn, "true"), capture_output=True, text=True,  # noqa: S603
+                                      timeout=30, check=False)
+            except subprocess.TimeoutExpired:  # a node still booting on a busy host
+                last_err[node] = "no answer within 30 s"
+                continue
             if proc.returncode == 0:
                 del pending[node]
             else:
