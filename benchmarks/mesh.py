@@ -373,8 +373,18 @@ c.recv(1)
 """
 
 
-def tcp_throughput(lab, src: str, dst: str, address: str, size: int) -> float:
-    """Mbit/s of one TCP transfer src -> dst:address, timed at the receiver."""
+CPU_TICKS = ("for p in $(pidof {daemon}); do awk '{{print $14 + $15}}' /proc/$p/stat; done | "
+             "awk '{{s += $1}} END {{print s + 0}}'; getconf CLK_TCK")
+
+
+def daemon_cpu(lab, node: str, daemon: str) -> float:
+    """CPU seconds the overlay daemon on `node` has used so far."""
+    ticks, hz = check_sh(lab, node, CPU_TICKS.format(daemon=daemon)).split()
+    return float(ticks) / float(hz)
+
+
+def tcp_throughput(lab, src: str, dst: str, address: str, size: int) -> tuple[float, float]:
+    """Mbit/s of one TCP transfer src -> dst:address, timed at the receiver, and its seconds."""
     out: dict = {}
     receiver = threading.Thread(target=lambda: out.update(proc=lab.exec_capture(
         dst, ["python3", "-c", RECEIVER, str(BENCH_PORT), "60"], timeout=300)))
@@ -388,7 +398,7 @@ def tcp_throughput(lab, src: str, dst: str, address: str, size: int) -> float:
     received, seconds = got.stdout.split()
     if int(received) != size:
         raise RuntimeError(f"transfer to {address}: {received} of {size} bytes")
-    return int(received) * 8 / float(seconds) / 1e6
+    return int(received) * 8 / float(seconds) / 1e6, float(seconds)
 
 
 def path_mtu(lab, node: str, address: str) -> dict:
@@ -431,9 +441,19 @@ def container_part(base: Path, env: dict, args, results: dict) -> None:
                 c["paths"][name] = {"address": address, "error": "no ping from node1"}
                 continue
             say(f"TCP node1 -> node2 over {name} ({address}): {args.runs} x {args.megabytes} MB")
-            rates = [tcp_throughput(lab, "node1", "node2", address, size) for _ in range(args.runs)]
+            daemon = {"tinc": "tincd", "yggdrasil": "yggdrasil"}.get(name)
+            rates, busy = [], {"node1": [], "node2": []}
+            for _ in range(args.runs):
+                cpu = {n: daemon_cpu(lab, n, daemon) for n in busy} if daemon else {}
+                rate, seconds = tcp_throughput(lab, "node1", "node2", address, size)
+                rates.append(rate)
+                for n in cpu:
+                    busy[n].append((daemon_cpu(lab, n, daemon) - cpu[n]) / seconds)
             c["paths"][name] = {"address": address, **path_mtu(lab, "node1", address),
                                 "mbit_per_s": spread(rates)}
+            if daemon:
+                # Over the transfer, as a share of one core: near 1.0 means the daemon is CPU-bound.
+                c["paths"][name]["daemon_cpu_share"] = {n: statistics.median(v) for n, v in busy.items()}
         raw = c["paths"].get("raw", {}).get("mbit_per_s")
         for name in ("tinc", "yggdrasil"):
             got = c["paths"].get(name, {}).get("mbit_per_s")
@@ -468,7 +488,7 @@ def verdict(ok: bool) -> str:
 
 
 def print_tables(results: dict) -> None:
-    out = Console(soft_wrap=True)
+    out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     r = results.get("radio")
     if r:
         table = Table(title="Radio lab: 4 nodes, diamond (n0-n1-n3, n0-n2-n3), 802.11s + SAE, batman-adv")
@@ -509,26 +529,34 @@ def print_tables(results: dict) -> None:
     if c and c.get("paths"):
         table = Table(title=f"Container lab: node1 -> node2, lab link shaped to {c['rate_mbit']} Mbit/s (tc tbf), "
                             f"TCP, {c['runs']} x {c['megabytes']} MB per path")
-        for col in ("path", "address", "interface (MTU)", "Mbit/s median (range)", "share of raw", "target"):
+        for col in ("path", "address", "interface (MTU)", "Mbit/s median (range)", "share of raw", "target",
+                    "daemon CPU, sender / receiver"):
             table.add_column(col)
         for name, p in c["paths"].items():
             if "error" in p:
-                table.add_row(name, p["address"], "", p["error"], "", "")
+                table.add_row(name, p["address"], "", p["error"], "", "", "")
                 continue
             share = p.get("share_of_raw")
             table.add_row(name, p["address"], f"{p['interface']} ({p['mtu']})", _range(p["mbit_per_s"], "Mbit/s"),
                           "-" if share is None else f"{share:.0%}",
-                          "" if share is None else f">= {OVERLAY_TARGET:.0%}: {verdict(share >= OVERLAY_TARGET)}")
+                          "" if share is None else f">= {OVERLAY_TARGET:.0%}: {verdict(share >= OVERLAY_TARGET)}",
+                          " / ".join(f"{v:.0%}" for v in p["daemon_cpu_share"].values())
+                          if "daemon_cpu_share" in p else "")
         out.print(table)
         for name in ("tinc", "yggdrasil"):
             share = c["paths"].get(name, {}).get("share_of_raw")
             if share is not None and share < OVERLAY_TARGET:
                 p = c["paths"][name]
+                cpu = max(p.get("daemon_cpu_share", {}).values(), default=0.0)
                 out.print(f"{name} below target: its interface {p['interface']} has MTU {p['mtu']} against the raw "
-                          f"link's {c['paths']['raw']['mtu']}; encapsulation (and userspace crypto) costs the rest.")
+                          f"link's {c['paths']['raw']['mtu']} (tunnel headers ride inside the raw link's MTU); "
+                          f"its daemon used up to {cpu:.0%} of a core during the transfers"
+                          + (" — CPU-bound on this host" if cpu >= 0.9 else "") + ".")
     for part, msg in results.get("errors", {}).items():
         out.print(f"[red]{part} part failed:[/] {msg}")
-    out.print(f"wall time: {results['wall_s']:.0f} s")
+    out.print(f"wall time: {results['wall_s']:.0f} s; load average at start "
+              f"{' '.join(f'{x:.2f}' for x in results['load_average_start'])}, at end "
+              f"{' '.join(f'{x:.2f}' for x in results['load_average_end'])} ({results['cpus']} cpus)")
 
 
 def main() -> int:

@@ -164,3 +164,14 @@ def test_restart_node_gets_radio_and_filters_back(radio_lab, mesh):
     filters = run_in(lab, "n2", "tc filter show dev wlan0 ingress")
     assert mac(0) in filters
     assert mac(1) not in filters
+
+
+def test_filters_follow_interfaces_made_later(mesh):
+    # Provisioning may add interfaces on the radio (the access point): the guest's
+    # guard gives them the node's filters too.
+    run_in(mesh, "n0", "iw dev wlan0 interface add ap0 type __ap")
+    try:
+        wait_for("n0's ap0 drops n2's radio", lambda: mac(2) in run_in(
+            mesh, "n0", "tc filter show dev ap0 ingress"), 30)
+    finally:
+        run_in(mesh, "n0", "iw dev ap0 del")

@@ -36,7 +36,8 @@ GUEST_PACKAGES = (
 NODE_BASE_PACKAGES = tuple(sorted(set(rootfs.BASE_PACKAGES) | set(aptrepo.NODE_PACKAGES)))
 # Guest-wide tweaks after the package install; part of the cache key.
 GUEST_COMMANDS = (
-    ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service"],
+    ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service",
+     "meshstead-radio-guard.timer"],
     # A getty on the serial console hangs up other writers (our console log).
     ["systemctl", "mask", "serial-getty@ttyS0.service", "getty@tty1.service",
      "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"],
