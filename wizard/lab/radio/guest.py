@@ -105,7 +105,9 @@ def is_ours(pid: int | None, lab: str) -> bool:
         return False
     if stat[stat.rindex(")") + 2:].split()[0] in ("Z", "X"):
         return False
-    return QEMU.encode() in argv[0] and f"meshstead-radio-{lab}".encode() in argv
+    # Right after start the process may still be nsenter, about to exec QEMU.
+    program = argv[0].rsplit(b"/", 1)[-1]
+    return program in (QEMU.encode(), b"nsenter") and f"meshstead-radio-{lab}".encode() in argv
 
 
 def kill(pid: int | None, lab: str, timeout: float) -> None:
