@@ -185,9 +185,11 @@ class RadioLab:
             try:
                 gssh.wait(BOOT_TIMEOUT, lambda: self._running(st))
                 return
-            except LabError as exc:
+            except LabError as err:
                 gssh.close()
                 guest.kill(st["qemu_pid"], self.name, timeout=0)
+                qlog = (self.dir / "qemu.log").read_text(errors="replace").strip().splitlines()
+                exc = f"{err}: {qlog[-1]}" if qlog else str(err)
                 if attempt == 2:
                     raise LabError(f"radio lab {self.name}: guest boot failed twice ({exc}); "
                                    f"console: {self.dir / 'console.log'}") from None
