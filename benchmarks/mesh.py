@@ -279,7 +279,13 @@ def radio_part(base: Path, env: dict, args, results: dict) -> None:
         lab = open_lab(labsite.lab_name(site))
         say(f"lab up in {r['lab_up_s']:.0f} s; provisioning")
         t = time.monotonic()
-        cli("provision", "--site", site_dir, env=env)
+        # SSH into a TCG guest's nodes on a loaded host can take longer than
+        # Ansible's 10 s connect timeout; a second run converges the rest.
+        slow = {**env, "ANSIBLE_TIMEOUT": "60"}
+        if cli("provision", "--site", site_dir, env=slow, check=False).returncode != 0:
+            say("provisioning did not finish; running it once more")
+            r["provision_retried"] = True
+            cli("provision", "--site", site_dir, env=slow)
         r["provision_s"] = time.monotonic() - t
         facts = {n: site.node_facts(site.nodes[n]) for n in RADIO_NODES}
         target = facts["n3"]["node_mesh_ipv4"]
@@ -498,7 +504,8 @@ def print_tables(results: dict) -> None:
         if "lab_up_s" in r:
             table.add_row("lab up (guest boot to every node's sshd)", f"{r['lab_up_s']:.1f} s", r.get("guest_cpu", ""))
         if "provision_s" in r:
-            table.add_row("first provisioning", f"{r['provision_s']:.1f} s", "")
+            table.add_row("first provisioning", f"{r['provision_s']:.1f} s",
+                          "two runs: the first did not finish" if r.get("provision_retried") else "")
         if "first_two_hop_ping" in r:
             f = r["first_two_hop_ping"]
             table.add_row("node start to first two-hop ping n0->n3", f"{f['seconds']:.1f} s",

@@ -87,7 +87,11 @@ def lab_vars(conn: dict, radio: bool = False) -> dict:
         # admin user with sudo, and no root login at all).
         "common_sshd_permit_root_login": "prohibit-password",
     }
-    if not radio:  # a radio lab node has a real mesh: bat0, as the site says
+    if radio:
+        # A node in an emulated CPU (QEMU without KVM) needs longer than Ansible's
+        # 10 s to log in and start Python.
+        data["ansible_timeout"] = 120
+    else:  # a radio lab node has a real mesh, bat0 as the site says; a container has host0
         data["meshstead_mesh_interface"] = LAB_INTERFACE
     return data
 
