@@ -1,6 +1,10 @@
 """Each role's molecule scenario (`molecule test`: syntax, create, prepare,
 converge, idempotence, verify, destroy) on lab nodes.
 
+The mesh role's scenario runs in the radio lab (a QEMU guest, ~10x slower):
+"all" leaves it out (the vm tests provision the mesh role on a whole radio
+site); name it to run it, MESHSTEAD_MOLECULE_ROLES=mesh.
+
 Slow and root-only: the shared create/destroy playbooks (tests/molecule/shared/)
 boot the scenario's throwaway site with `meshstead lab up --site`. Only
 the roles in $MESHSTEAD_MOLECULE_ROLES run (comma-separated; default
@@ -18,6 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.parents[2].name for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml"))
+# Scenarios on the radio lab (their molecule.yml asks `lab up` for --radio).
+RADIO_ROLES = sorted(p.parents[2].name for p in (ROOT / "roles").glob("*/molecule/default/molecule.yml")
+                     if "--radio" in p.read_text())
 DEFAULT_ROLES = "all"
 TIMEOUT = 3600  # a 3-node scenario on a busy 2-core host takes several minutes
 TAIL = 150  # lines of output shown on failure
@@ -28,7 +35,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.integration]
 def selected_roles() -> list[str]:
     wanted = os.environ.get("MESHSTEAD_MOLECULE_ROLES", DEFAULT_ROLES).strip()
     if wanted == "all":
-        return ROLES
+        return [r for r in ROLES if r not in RADIO_ROLES]
     return [r.strip() for r in wanted.split(",") if r.strip()]
 
 
@@ -41,7 +48,8 @@ def test_selected_roles_have_scenarios():
 @pytest.mark.parametrize("role", ROLES)
 def test_molecule(role, tmp_path):
     if role not in selected_roles():
-        pytest.skip(f"{role} not in MESHSTEAD_MOLECULE_ROLES (default {DEFAULT_ROLES!r}; 'all' runs every role)")
+        pytest.skip(f"{role} not in MESHSTEAD_MOLECULE_ROLES (default {DEFAULT_ROLES!r}: every role on "
+                    "container nodes; radio-lab scenarios by name)")
     if os.geteuid() != 0:
         pytest.skip("molecule's lab nodes need root (systemd-nspawn, network namespaces)")
     bindir = Path(sys.executable).parent
