@@ -39,6 +39,11 @@ GUEST_COMMANDS = (
     ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service",
      "meshstead-radio-guard.timer"],
     # A getty on the serial console hangs up other writers (our console log).
+    # Nodes start as a fresh install would: the roles enable the services they
+    # run. Debian enables these at install; unbound (no role runs it) would
+    # fight dnsmasq for port 53 and restart for ever on an emulated CPU.
+    ["systemctl", "--root=/srv/base", "disable", "unbound.service", "dnsmasq.service", "hostapd.service",
+     "wpa_supplicant.service", "tinc.service"],
     ["systemctl", "mask", "serial-getty@ttyS0.service", "getty@tty1.service",
      "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"],
 )
