@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -268,6 +269,8 @@ def tp_meter(lab, src: str, dest_mac: str, ms: int = 10000) -> dict:
 
 
 def radio_part(base: Path, env: dict, args, results: dict) -> None:
+    if args.radio_site:
+        return radio_measure(args.radio_site, args, results.setdefault("radio", {"reused_site": True}))
     site_dir = base / "radio-site"
     r = results["radio"] = {}
     try:
@@ -275,8 +278,6 @@ def radio_part(base: Path, env: dict, args, results: dict) -> None:
         t = time.monotonic()
         cli("lab", "up", "--radio", "--nodes", "4", "--topology", "diamond", "--site", site_dir, env=env)
         r["lab_up_s"] = time.monotonic() - t
-        site = load_site(site_dir)
-        lab = open_lab(labsite.lab_name(site))
         say(f"lab up in {r['lab_up_s']:.0f} s; provisioning")
         t = time.monotonic()
         # SSH into a TCG guest's nodes on a loaded host can take longer than
@@ -287,52 +288,60 @@ def radio_part(base: Path, env: dict, args, results: dict) -> None:
             r["provision_retried"] = True
             cli("provision", "--site", site_dir, env=slow)
         r["provision_s"] = time.monotonic() - t
-        facts = {n: site.node_facts(site.nodes[n]) for n in RADIO_NODES}
-        target = facts["n3"]["node_mesh_ipv4"]
-        macs = {n: check_sh(lab, n, "cat /sys/class/net/wlan0/address").strip() for n in RADIO_NODES}
-        cpu = lab.guest_exec_capture(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo; nproc"], timeout=30)
-        r["guest_cpu"] = " ".join(cpu.stdout.split())
-        say(f"provisioned in {r['provision_s']:.0f} s; waiting for the mesh")
-        wait_mesh(lab, macs, target)
-
-        say("restarting all four nodes: node start to first n0->n3 ping")
-        r["first_two_hop_ping"] = first_two_hop_ping(lab, target)
-        r["first_two_hop_ping"]["measured"] = (
-            "all four nodes' systemd rebooted at once in the running guest (provisioned mesh: "
-            "wpa_supplicant SAE, networkd bat0), guest clock, until n0 pings n3's bat0 address")
-        wait_mesh(lab, macs, target)
-
-        default_ms = get_interval(lab)
-        r["heal"] = []
-        r["ogm"] = []
-        try:
-            for ms in (default_ms, args.fast_ms):
-                if ms != get_interval(lab):
-                    set_interval(lab, ms)
-                    time.sleep(max(5.0, 10 * ms / 1000))
-                    wait_mesh(lab, macs, target)
-                say(f"originator interval {ms} ms: traffic on n1's wlan0 without user traffic "
-                    f"({args.idle:.0f} s)")
-                r["ogm"].append({"interval_ms": ms, **traffic(lab, "n1", args.idle)})
-                say(f"originator interval {ms} ms: {args.reps} heal repetitions")
-                r["heal"].append(heal_series(lab, macs, target, args.reps, ms))
-        finally:
-            set_interval(lab, default_ms)
-        r["interval_restored_ms"] = get_interval(lab)
-
-        wait_mesh(lab, macs, target)
-        say("batctl tp: n0->n1 (one hop), n0->n3 (two hops)")
-        route = best_hop(lab, "n0", macs["n3"])
-        r["throughput"] = {
-            "one_hop_n0_n1": tp_meter(lab, "n0", macs["n1"]),
-            "two_hops_n0_n3": {**tp_meter(lab, "n0", macs["n3"]),
-                               "via": {m: n for n, m in macs.items()}.get(route)},
-            "note": "TCG (emulated CPU): batman-adv throughput here is bound by the guest's CPU, not the radio",
-        }
+        say(f"provisioned in {r['provision_s']:.0f} s")
+        radio_measure(site_dir, args, r)
     finally:
         say("radio lab down")
         if (site_dir / "group_vars").exists():
             cli("lab", "down", "--site", site_dir, env=env, timeout=900, check=False)
+
+
+def radio_measure(site_dir: Path, args, r: dict) -> None:
+    """Every radio figure, on a diamond site whose lab is up and provisioned."""
+    site = load_site(site_dir)
+    lab = open_lab(labsite.lab_name(site))
+    facts = {n: site.node_facts(site.nodes[n]) for n in RADIO_NODES}
+    target = facts["n3"]["node_mesh_ipv4"]
+    macs = {n: check_sh(lab, n, "cat /sys/class/net/wlan0/address").strip() for n in RADIO_NODES}
+    cpu = lab.guest_exec_capture(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo; nproc"], timeout=30)
+    r["guest_cpu"] = " ".join(cpu.stdout.split())
+    say("waiting for the mesh")
+    wait_mesh(lab, macs, target)
+
+    say("restarting all four nodes: node start to first n0->n3 ping")
+    r["first_two_hop_ping"] = first_two_hop_ping(lab, target)
+    r["first_two_hop_ping"]["measured"] = (
+        "all four nodes' systemd rebooted at once in the running guest (provisioned mesh: "
+        "wpa_supplicant SAE, networkd bat0), guest clock, until n0 pings n3's bat0 address")
+    wait_mesh(lab, macs, target)
+
+    default_ms = get_interval(lab)
+    r["heal"] = []
+    r["ogm"] = []
+    try:
+        for ms in (default_ms, args.fast_ms):
+            if ms != get_interval(lab):
+                set_interval(lab, ms)
+                time.sleep(max(5.0, 10 * ms / 1000))
+                wait_mesh(lab, macs, target)
+            say(f"originator interval {ms} ms: traffic on n1's wlan0 without user traffic "
+                f"({args.idle:.0f} s)")
+            r["ogm"].append({"interval_ms": ms, **traffic(lab, "n1", args.idle)})
+            say(f"originator interval {ms} ms: {args.reps} heal repetitions")
+            r["heal"].append(heal_series(lab, macs, target, args.reps, ms))
+    finally:
+        set_interval(lab, default_ms)
+    r["interval_restored_ms"] = get_interval(lab)
+
+    wait_mesh(lab, macs, target)
+    say("batctl tp: n0->n1 (one hop), n0->n3 (two hops)")
+    route = best_hop(lab, "n0", macs["n3"])
+    r["throughput"] = {
+        "one_hop_n0_n1": tp_meter(lab, "n0", macs["n1"]),
+        "two_hops_n0_n3": {**tp_meter(lab, "n0", macs["n3"]),
+                           "via": {m: n for n, m in macs.items()}.get(route)},
+        "note": "TCG (emulated CPU): batman-adv throughput here is bound by the guest's CPU, not the radio",
+    }
 
 
 # -- container lab ------------------------------------------------------------
@@ -577,8 +586,12 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=50, help="shaped container link, Mbit/s (default 50)")
     parser.add_argument("--megabytes", type=int, default=30, help="per TCP transfer (default 30)")
     parser.add_argument("--runs", type=int, default=3, help="TCP transfers per path (default 3)")
+    parser.add_argument("--radio-site", type=Path, help="measure this diamond radio site, its lab already up "
+                        "and provisioned (no lab up, provisioning or lab down)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    # A terminated run still takes its labs down (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if os.geteuid() != 0:
         err.print("the labs need root")
         return 1
