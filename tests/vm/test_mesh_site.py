@@ -223,7 +223,7 @@ def test_a_phone_joins_the_access_point_gets_a_lease_and_resolves_names(mesh_sit
     vault = Path(mesh_site["env"]["XDG_CONFIG_HOME"]) / "meshstead" / "vault" / f"{site.settings.site_id}.pass"
     secrets = sites.open_site(mesh_site["dir"], str(vault)).site_secrets
     phy = lab.spare_radio()["phy"]
-    conf = ("network={\n"
+    conf = ("ctrl_interface=/run/msphone-wpa\nnetwork={\n"
             f"  ssid=\"{site.settings.ap_ssid}\"\n  key_mgmt=SAE\n  ieee80211w=2\n"
             f"  sae_password=\"{secrets['site_ap_passphrase']}\"\n}}\n")
     script = f"""set -e
@@ -236,9 +236,10 @@ cat > /tmp/msphone.conf <<'EOF'
 {conf}EOF
 ip netns exec msphone wpa_supplicant -B -i $dev -c /tmp/msphone.conf -P /run/msphone-wpa.pid
 for i in $(seq 60); do
-  ip netns exec msphone wpa_cli -i $dev status 2>/dev/null | grep -q wpa_state=COMPLETED && break; sleep 1
+  ip netns exec msphone wpa_cli -p /run/msphone-wpa -i $dev status 2>/dev/null | grep -q wpa_state=COMPLETED && break
+  sleep 1
 done
-ip netns exec msphone wpa_cli -i $dev status | grep -E '^(ssid|wpa_state|key_mgmt)='
+ip netns exec msphone wpa_cli -p /run/msphone-wpa -i $dev status | grep -E '^(ssid|wpa_state|key_mgmt)='
 ip netns exec msphone udhcpc -i $dev -n -q -t 10 -s /etc/udhcpc/default.script
 ip netns exec msphone ip -4 -o addr show dev $dev
 ip netns exec msphone cat /etc/resolv.conf
