@@ -82,14 +82,25 @@ def qemu_argv(lab: str, image: GuestImage, labdir: Path) -> list[str]:
     ]
 
 
-def start(lab: str, image: GuestImage, labdir: Path, netns: str) -> int:
-    """Start QEMU in the background inside the switch namespace; return its PID."""
-    # nsenter execs QEMU, so the PID we get is QEMU's own.
+def start(lab: str, image: GuestImage, labdir: Path, netns: str) -> subprocess.Popen:
+    """Start QEMU in the background inside the switch namespace.
+
+    nsenter execs QEMU, so the child's PID is QEMU's own."""
     cmd = ["nsenter", f"--net={NETNS_DIR / netns}", *qemu_argv(lab, image, labdir)]
     with open(labdir / "qemu.log", "ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a QEMU this process started (its own child: no PID guessing)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def is_ours(pid: int | None, lab: str) -> bool:
@@ -98,11 +109,17 @@ def is_ours(pid: int | None, lab: str) -> bool:
         return False
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    for _ in range(10):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        # An empty command line is a process between nsenter and QEMU's exec:
+        # read again rather than take it for someone else's.
+        if argv != [b""]:
+            break
+        time.sleep(0.05)
     if stat[stat.rindex(")") + 2:].split()[0] in ("Z", "X"):
         return False
     # Right after start the process may still be nsenter, about to exec QEMU.

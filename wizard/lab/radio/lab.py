@@ -180,14 +180,17 @@ class RadioLab:
         for attempt in (1, 2):
             say(f"booting the radio guest (attempt {attempt}, TCG: about a minute)")
             guest.create_tap(self.netns)
-            st["qemu_pid"] = guest.start(self.name, image, self.dir, self.netns)
+            qemu = guest.start(self.name, image, self.dir, self.netns)
+            st["qemu_pid"] = qemu.pid
             self._save(st)  # recorded before anything can fail, so down() finds it
             try:
-                gssh.wait(BOOT_TIMEOUT, lambda: self._running(st))
+                gssh.wait(BOOT_TIMEOUT, lambda q=qemu: q.poll() is None)
                 return
             except LabError as err:
                 gssh.close()
-                guest.kill(st["qemu_pid"], self.name, timeout=0)
+                # Our own child: stopped by its handle, never left running
+                # beside the retry (two QEMUs cannot share the disk).
+                guest.stop(qemu)
                 qlog = (self.dir / "qemu.log").read_text(errors="replace").strip().splitlines()
                 exc = f"{err}: {qlog[-1]}" if qlog else str(err)
                 if attempt == 2:
