@@ -7,7 +7,8 @@
 
 Needs root.  Modules: rootfs (cached base tree), aptrepo (local package repo),
 netns (switch namespace), container (nspawn nodes), ssh (keys, known_hosts,
-ProxyCommand), state (state.json), lab (the orchestration); radio/ is the
+ProxyCommand), state (state.json), base (what every lab kind shares: its
+directory, lock and node connections), lab (the orchestration); radio/ is the
 QEMU backend with simulated radios (RadioLab); open_lab picks the right one.
 """
 

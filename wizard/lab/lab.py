@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
-import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import aptrepo, container, host, netns, rootfs, ssh, state
+from .base import LabBase, _check_label
 from .errors import LabError
 from .host import require_root, require_tools
 
@@ -24,15 +22,7 @@ def _inotify_saved() -> Path:
     return state.lab_root() / "inotify-instances.saved"
 
 
-LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-SSH_TIMEOUT = 180.0  # generous: a busy 2-core CI host boots nodes slowly
 HOST_TOOLS = ("systemd-nspawn", "ip", "nsenter", "nc", "ssh", "ssh-keygen")
-
-
-def _check_label(kind: str, value: str, maxlen: int) -> None:
-    if len(value) > maxlen or not LABEL.match(value):
-        raise LabError(f"{kind} {value!r} must be a DNS label of at most {maxlen} characters "
-                       "(a-z, 0-9, '-')")
 
 
 @dataclass(frozen=True)
@@ -63,58 +53,17 @@ class LabNodeSpec:
         return str(ipaddress.ip_interface(self.ipv4 or self.ipv6).ip)
 
 
-class Lab:
+class Lab(LabBase):
     """A lab of Debian bookworm node containers.
 
-    State lives in $MESHSTEAD_LAB_ROOT/<name>/ (default /var/lib/meshstead/lab);
-    everything `up` creates is recorded there so `down` can remove exactly that.
+    Everything `up` creates is recorded in the lab's state.json so `down` can
+    remove exactly that.
     """
-
-    def __init__(self, name: str = "default", ssh_timeout: float = SSH_TIMEOUT) -> None:
-        _check_label("lab name", name, 20)
-        self.name = name
-        self.ssh_timeout = ssh_timeout
-        self.dir = state.lab_root() / name
-        self.state_file = self.dir / "state.json"
-        self.known_hosts = self.dir / "known_hosts"
-        self.netns = f"mslab-{name}"
 
     # -- helpers ---------------------------------------------------------------
 
     def _machine(self, node: str) -> str:
         return f"{self.name}-{node}"
-
-    def _load(self) -> dict[str, Any]:
-        return state.load(self.state_file, self.name)
-
-    def _save(self, st: dict[str, Any]) -> None:
-        state.save(self.state_file, st)
-
-    @contextmanager
-    def _locked(self, create: bool = True) -> Iterator[bool]:
-        """Serialise operations on this lab (two `up`s must not race)."""
-        if not self.dir.exists():
-            if not create:
-                yield False
-                return
-            self.dir.mkdir(parents=True, mode=0o700)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield True
-
-    def _node(self, st: dict[str, Any], node: str) -> dict[str, Any]:
-        try:
-            return st["nodes"][node]
-        except KeyError:
-            raise LabError(f"lab {self.name} has no node {node!r}") from None
-
-    def _conn(self, st: dict[str, Any], node: str) -> dict[str, str]:
-        return {
-            "ansible_host": st["nodes"][node]["address"],
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(self.dir / "id_ed25519"),
-            "ansible_ssh_common_args": ssh.common_args(self.netns, self.known_hosts),
-        }
 
     def _boot(self, st: dict[str, Any], node: str, progress: Callable[[str], None]) -> None:
         rec = st["nodes"][node]
@@ -197,12 +146,6 @@ class Lab:
             say("waiting for sshd on " + ", ".join(names))
             ssh.wait_for_ssh(conns, self.ssh_timeout)
             return conns
-
-    def connection(self, node: str) -> dict[str, str]:
-        """Connection vars for one node of an existing lab."""
-        st = self._load()
-        self._node(st, node)
-        return self._conn(st, node)
 
     def status(self) -> list[dict[str, Any]]:
         st = self._load()

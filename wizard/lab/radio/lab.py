@@ -13,7 +13,6 @@ everything `up` creates is recorded there so `down` removes exactly that.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -22,15 +21,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import container, netns, ssh, state
+from ..base import SSH_TIMEOUT, LabBase
 from ..errors import LabError
 from ..host import require_root, require_tools, run
-from ..lab import SSH_TIMEOUT, LabNodeSpec, _check_label, _refuse_if_mounted
+from ..lab import LabNodeSpec, _refuse_if_mounted
 from . import guest, guestimage
 from . import topology as topo
 
@@ -44,18 +43,12 @@ LIB = "/usr/local/lib/meshstead"
 Progress = Callable[[str], None]
 
 
-class RadioLab:
+class RadioLab(LabBase):
     """A lab of nodes with one mac80211_hwsim radio each (wlan0), in a QEMU guest."""
 
     def __init__(self, name: str = "default", ssh_timeout: float = SSH_TIMEOUT) -> None:
-        _check_label("lab name", name, 20)
-        self.name = name
-        self.ssh_timeout = ssh_timeout
-        self.dir = state.lab_root() / name
-        self.state_file = self.dir / "state.json"
-        self.known_hosts = self.dir / "known_hosts"
-        self.share = self.dir / "share"
-        self.netns = f"mslab-{name}"
+        super().__init__(name, ssh_timeout)
+        self.share = self.dir / "share"  # what the guest reads from the host
 
     # -- helpers ---------------------------------------------------------------
 
@@ -65,34 +58,6 @@ class RadioLab:
         if st["kind"] != "radio":
             raise LabError(f"lab {self.name} is a {st['kind']} lab, not a radio lab")
         return st
-
-    def _save(self, st: dict[str, Any]) -> None:
-        state.save(self.state_file, st)
-
-    @contextmanager
-    def _locked(self, create: bool = True) -> Iterator[bool]:
-        if not self.dir.exists():
-            if not create:
-                yield False
-                return
-            self.dir.mkdir(parents=True, mode=0o700)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield True
-
-    def _node(self, st: dict[str, Any], node: str) -> dict[str, Any]:
-        try:
-            return st["nodes"][node]
-        except KeyError:
-            raise LabError(f"lab {self.name} has no node {node!r}") from None
-
-    def _conn(self, st: dict[str, Any], node: str) -> dict[str, str]:
-        return {
-            "ansible_host": st["nodes"][node]["address"],
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(self.dir / "id_ed25519"),
-            "ansible_ssh_common_args": ssh.common_args(self.netns, self.known_hosts),
-        }
 
     def _ssh(self, st: dict[str, Any]) -> guest.GuestSSH:
         if not st.get("guest_address"):
@@ -320,11 +285,6 @@ class RadioLab:
             self._start_nodes(st, names, say)
             self._wait_node_ssh(st, names, say)
             return {n: self._conn(st, n) for n in names}
-
-    def connection(self, node: str) -> dict[str, str]:
-        st = self._load()
-        self._node(st, node)
-        return self._conn(st, node)
 
     def status(self) -> list[dict[str, Any]]:
         st = self._load()
