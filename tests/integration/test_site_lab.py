@@ -16,27 +16,12 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
+from tests.labhelpers import last_recap, sh, wait_for
 from wizard import labsite, provision, reach
 from wizard.lab import Lab
 from wizard.load import load_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
-
-
-def wait_for(check, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return time.monotonic()
-        time.sleep(interval)
-    return None
-
-
-def last_recap(lab_site) -> dict:
-    """Per-host counters of the last `meshstead provision` run, from the
-    events kept beside its log."""
-    log = next((lab_site["dir"].parent / "cache" / "meshstead").glob("provision-*.log"))
-    return provision.summary(provision.events_path(log))
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +54,6 @@ def lab_site(tmp_path_factory):
         yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first}
     finally:
         run_cli("lab", "down", "--site", directory, env=env, timeout=600)
-
-
-def sh(lab, node, script, timeout=60):
-    return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
 
 
 def test_everyone_pings_everyone_by_name_over_each_overlay(lab_site):
@@ -244,7 +225,7 @@ def test_second_provision_changes_nothing(lab_site):
     second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
     print(f"no-op provision: {time.monotonic() - started:.1f} s")
     assert second.returncode == 0, second.stdout[-3000:]
-    rows = last_recap(lab_site)
+    rows = last_recap(lab_site["env"])
     assert set(rows) == {"node1", "node2", "node3"}
     assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
 
@@ -254,7 +235,7 @@ def test_check_diff_on_converged_site_reports_nothing(lab_site):
     predicts no change (a role that cannot run in check mode fails here)."""
     result = run_cli("provision", "--site", lab_site["dir"], "--check", "--diff", env=lab_site["env"], timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:]
-    rows = last_recap(lab_site)
+    rows = last_recap(lab_site["env"])
     assert set(rows) == {"node1", "node2", "node3"}
     assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
 
@@ -312,7 +293,7 @@ def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
     lab.stop_node("node3", force=True)
     result = run_cli("provision", "--site", directory, env=env, timeout=1800)
     assert result.returncode != 0
-    rows = last_recap(lab_site)
+    rows = last_recap(lab_site["env"])
     assert rows["node3"].unreachable >= 1
     assert rows["node1"].failed == rows["node2"].failed == 0
     assert rows["node1"].unreachable == rows["node2"].unreachable == 0

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from wizard import labsite, provision, reach, sites
+from tests.labhelpers import last_recap, sh, wait_for
+from wizard import labsite, reach, sites
 from wizard.lab import open_lab
 from wizard.load import load_site
 
@@ -26,25 +27,6 @@ pytestmark = [pytest.mark.vm, pytest.mark.skipif(
     reason="the whole radio site takes ~28 min: MESHSTEAD_VM_SITE=1 runs it")]
 
 NODES = ["n0", "n1", "n2", "n3"]
-
-
-def wait_for(check, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return time.monotonic()
-        time.sleep(interval)
-    return None
-
-
-def sh(lab, node, script, timeout=60):
-    return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
-
-
-def last_recap(env) -> dict:
-    """Per-host counters of the last `meshstead provision` run."""
-    log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log"))
-    return provision.summary(provision.events_path(log))
 
 
 def provision_site(mesh_site, *extra, timeout=3600):

@@ -1,0 +1,28 @@
+"""Helpers for the tests that provision a whole site on a lab (containers in
+tests/integration, the radio guest in tests/vm)."""
+
+import time
+from pathlib import Path
+
+from wizard import provision
+
+
+def wait_for(check, timeout, interval=1.0):
+    """The monotonic time at which `check()` first held, or None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(interval)
+    return None
+
+
+def sh(lab, node, script, timeout=60):
+    return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
+
+
+def last_recap(env) -> dict:
+    """Per-host counters of the last `meshstead provision` run under `env`
+    (its XDG_CACHE_HOME), from the events kept beside its log."""
+    log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log"))
+    return provision.summary(provision.events_path(log))
