@@ -33,6 +33,19 @@ def run_cli(*args, input=None, env=None, timeout=120):
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def make_site(directory, admin_key, *settings, nodes=(), env=None) -> Path:
+    """A site made as a user makes one: `init --defaults` with the admin key and
+    each setting ("country=DE") as --set, then `node add` for each node, given as
+    its name and options ("hub --role hub")."""
+    made = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}",
+                   *[arg for setting in settings for arg in ("--set", setting)], env=env)
+    assert made.returncode == 0, made.stderr
+    for node in nodes:
+        added = run_cli("node", "add", *node.split(), "--site", directory, env=env)
+        assert added.returncode == 0, added.stderr
+    return directory
+
+
 def snapshot(directory: Path) -> dict:
     return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mode) for p in sorted(directory.rglob("*"))
             if p.is_file()}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, snapshot
+from tests.conftest import make_site, run_cli, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +20,7 @@ def built(tmp_path_factory):
     key = root / "admin"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     env = {"XDG_CONFIG_HOME": str(config)}
-    site = root / "site"
-    assert run_cli("init", site, "--defaults", "--set", f"admin_ssh_key={key}.pub", env=env).returncode == 0
-    for node in ("n1", "n2"):
-        assert run_cli("node", "add", node, "--site", site, env=env).returncode == 0
+    site = make_site(root / "site", f"{key}.pub", nodes=["n1", "n2"], env=env)
     return root, site, config
 
 

@@ -5,17 +5,13 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import run_cli, snapshot
+from tests.conftest import make_site, run_cli, snapshot
 
 
 @pytest.fixture
 def site(tmp_path, admin_key):
-    directory = tmp_path / "mysite"
-    result = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}")
-    assert result.returncode == 0, result.stderr
-    assert run_cli("node", "add", "hilltop", "--role", "hub", "--platform", "rpi4", "--site", directory).returncode == 0
-    assert run_cli("node", "add", "cabin", "--platform", "rpi3", "--site", directory).returncode == 0
-    return directory
+    return make_site(tmp_path / "mysite", admin_key,
+                     nodes=["hilltop --role hub --platform rpi4", "cabin --platform rpi3"])
 
 
 def assert_one_line_error(result, field):

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from tests.cli.test_cli import assert_one_line_error
-from tests.conftest import run_cli, snapshot
+from tests.conftest import make_site, run_cli, snapshot
 from wizard import sites
 from wizard.vault import Vault, password_file
 
@@ -25,11 +25,7 @@ def vault_of(directory):
 
 @pytest.fixture
 def site(tmp_path, admin_key):
-    directory = tmp_path / "hill"
-    result = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}",
-                     "--set", "country=DE", "--set", "mesh_channel=13")
-    assert result.returncode == 0, result.stderr
-    return directory
+    return make_site(tmp_path / "hill", admin_key, "country=DE", "mesh_channel=13")
 
 
 @pytest.mark.parametrize("args, field, says", [
@@ -79,10 +75,7 @@ def test_a_new_site_s_access_points(site):
 
 
 def test_5_ghz_with_a_country(tmp_path, admin_key):
-    directory = tmp_path / "five"
-    result = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}",
-                     "--set", "country=JP", "--set", "mesh_band=5")
-    assert result.returncode == 0, result.stderr
+    directory = make_site(tmp_path / "five", admin_key, "country=JP", "mesh_band=5")
     settings = site_vars(directory)
     assert (settings["site_mesh_channel"], settings["site_mesh_frequency"]) == (36, 5180)  # the first allowed
 

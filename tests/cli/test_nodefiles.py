@@ -5,21 +5,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import make_site
 from wizard import sites
 from wizard.render.nodefiles import render_node
 
 
 @pytest.fixture
 def ygg_only_site(tmp_path, admin_key):
-    directory = tmp_path / "valley"
-    result = run_cli("init", directory, "--defaults", "--set", f"admin_ssh_key={admin_key}",
-                     "--set", "overlay=yggdrasil", "--set", "services=syncthing")
-    assert result.returncode == 0, result.stderr
-    for name, role in (("hub", "hub"), ("home", "")):
-        args = ["node", "add", name, "--site", directory] + (["--role", role] if role else [])
-        assert run_cli(*args).returncode == 0
-    return directory
+    return make_site(tmp_path / "valley", admin_key, "overlay=yggdrasil", "services=syncthing",
+                     nodes=["hub --role hub", "home"])
 
 
 def _render(directory: Path, node: str, **kwargs):
