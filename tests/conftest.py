@@ -46,6 +46,15 @@ def make_site(directory, admin_key, *settings, nodes=(), env=None) -> Path:
     return directory
 
 
+def assert_one_line_error(result, field):
+    """A usage error (exit 2) in one line that names `field`, no traceback."""
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"meshstead: error: {field}"), lines[0]
+    assert "Traceback" not in result.stderr
+
+
 def snapshot(directory: Path) -> dict:
     return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mode) for p in sorted(directory.rglob("*"))
             if p.is_file()}

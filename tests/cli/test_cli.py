@@ -5,21 +5,13 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import make_site, run_cli, snapshot
+from tests.conftest import assert_one_line_error, make_site, run_cli, snapshot
 
 
 @pytest.fixture
 def site(tmp_path, admin_key):
     return make_site(tmp_path / "mysite", admin_key,
                      nodes=["hilltop --role hub --platform rpi4", "cabin --platform rpi3"])
-
-
-def assert_one_line_error(result, field):
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"meshstead: error: {field}"), lines[0]
-    assert "Traceback" not in result.stderr
 
 
 def test_init_writes_inventory_with_secret_modes(site, config_home):

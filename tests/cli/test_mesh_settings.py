@@ -4,8 +4,7 @@ channel, the access points get a name and a passphrase kept in the vault."""
 import pytest
 import yaml
 
-from tests.cli.test_cli import assert_one_line_error
-from tests.conftest import make_site, run_cli, snapshot
+from tests.conftest import assert_one_line_error, make_site, run_cli, snapshot
 from wizard import sites
 from wizard.vault import Vault, password_file
 
