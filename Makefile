@@ -35,7 +35,7 @@ test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check wizard tests benchmarks plugins setup.py
+	$(VENV)/bin/ruff check wizard tests benchmarks plugins roles setup.py
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
 # The installable tool: dist/meshstead-*.whl carries the playbooks, roles,

@@ -3,22 +3,17 @@ a mesh (802.11s or IBSS) may use in a country.
 
 The database is wireless-regdb's binary `regulatory.db` (the file the kernel
 loads from /lib/firmware), shipped with meshstead in wizard/data/, so the
-answer is the same on every controller machine. Its layout is the kernel's
-`fwdb_*` structures (net/wireless/reg.c), written by wireless-regdb's db2fw.py:
-
-    header      be32 magic "RGDB", be32 version 20, then countries
-    country     2-byte alpha2, be16 pointer to its collection; 4 zero bytes end the list
-    collection  u8 len, u8 n_rules, u8 dfs_region, then (aligned to 2) n_rules be16 rule pointers
-    rule        u8 len, u8 flags, be16 max EIRP (mBm), be32 start, end, max bandwidth (kHz)
-
-Pointers are byte offsets divided by 4.
+answer is the same on every controller machine. The reader is the mesh role's
+(roles/mesh/module_utils/meshstead_regdb.py): the role checks the channel on
+the node with the same code, against the node's own file.
 """
 
-import struct
+import importlib.util
 from functools import cache
 from importlib import resources
 
 from . import meshparams
+from .resources import ansible_home
 
 # The shipped file: wireless-regdb release, and its SHA-256 (a test holds them
 # together, so replacing the file means updating the version shown to users).
@@ -26,58 +21,24 @@ VERSION = "2026.09.03"
 SHA256 = "7e236caecd939c8ec98be4870bf30422f28ffef2565a38aaaa2d9ddabd0c2641"
 NAME = f"regulatory.db {VERSION}"
 
-MAGIC = 0x52474442  # "RGDB"
-FORMAT_VERSION = 20
 
-# Rule flags (enum fwdb_flags in net/wireless/reg.c).
-NO_OFDM = 1 << 0
-NO_OUTDOOR = 1 << 1
-DFS = 1 << 2
-NO_IR = 1 << 3
-AUTO_BW = 1 << 4
-
-CHANNEL_WIDTH_KHZ = 20_000  # the mesh runs on a 20 MHz channel
+def _reader():
+    path = ansible_home() / "roles" / "mesh" / "module_utils" / "meshstead_regdb.py"
+    spec = importlib.util.spec_from_file_location("meshstead_regdb", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class RegdbError(ValueError):
-    """The file is not a regulatory.db this module can read."""
+_regdb = _reader()
+RegdbError = _regdb.RegdbError
+parse = _regdb.parse
+NO_OFDM, NO_OUTDOOR, DFS, NO_IR, AUTO_BW = (_regdb.NO_OFDM, _regdb.NO_OUTDOOR, _regdb.DFS, _regdb.NO_IR,
+                                           _regdb.AUTO_BW)
 
 
 def _data() -> bytes:
     return resources.files(__package__).joinpath("data", "regulatory.db").read_bytes()
-
-
-def parse(data: bytes) -> dict[str, list[tuple[int, int, int, int, int]]]:
-    """Every country's rules: {alpha2: [(start_khz, end_khz, max_bw_khz, flags, max_eirp_mbm)]}."""
-    try:
-        magic, version = struct.unpack_from(">II", data, 0)
-        if magic != MAGIC or version != FORMAT_VERSION:
-            raise RegdbError(f"not a regulatory.db of format {FORMAT_VERSION} (magic {magic:#x}, version {version})")
-        countries = {}
-        offset = 8
-        while True:
-            alpha2, coll_ptr = struct.unpack_from(">2sH", data, offset)
-            if alpha2 == b"\0\0" and coll_ptr == 0:
-                break
-            countries[alpha2.decode("ascii")] = _collection(data, coll_ptr << 2)
-            offset += 4
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise RegdbError(f"truncated or damaged regulatory.db ({exc})") from None
-    return countries
-
-
-def _collection(data: bytes, offset: int) -> list[tuple[int, int, int, int, int]]:
-    length, n_rules, _dfs_region = struct.unpack_from(">BBB", data, offset)
-    first = offset + length + (length & 1)  # rule pointers start aligned to 2
-    rules = []
-    for (rule_ptr,) in struct.iter_unpack(">H", data[first:first + 2 * n_rules]):
-        rule_len, flags, max_eirp, start, end, max_bw = struct.unpack_from(">BBHIII", data, rule_ptr << 2)
-        if rule_len < 16:
-            raise RegdbError(f"rule at {rule_ptr << 2} is {rule_len} bytes, expected at least 16")
-        rules.append((start, end, max_bw, flags, max_eirp))
-    if len(rules) != n_rules:
-        raise RegdbError(f"collection at {offset} lists {n_rules} rules, found {len(rules)}")
-    return rules
 
 
 @cache
@@ -98,29 +59,13 @@ def rules(country: str) -> list[tuple[int, int, int]]:
 def domain(country: str) -> str:
     """The regulatory domain the kernel applies for `country`: the country's
     own, or the world domain 00 for a country the database does not list."""
-    return country if country in database() else "00"
+    return _regdb.domain(database(), country)
 
 
 def channel_status(country: str, band: str, channel: int) -> str | None:
-    """None if a mesh or IBSS may be started on the 20 MHz channel in the
-    country, else a short reason why not.
-
-    As the kernel does (freq_reg_info), the first rule that holds the whole
-    channel decides; NO-OFDM and NO-OUTDOOR do not forbid a mesh."""
-    centre = meshparams.frequency(band, channel) * 1000
-    low, high = centre - CHANNEL_WIDTH_KHZ // 2, centre + CHANNEL_WIDTH_KHZ // 2
-    covering = [r for r in database()[domain(country)] if r[0] <= low and high <= r[1]
-                and r[2] >= CHANNEL_WIDTH_KHZ]
-    if not covering:
-        return f"no rule covers {centre // 1000} MHz"
-    _start, _end, _bw, flags, max_eirp = covering[0]
-    if max_eirp <= 0:
-        return "disabled (no transmit power allowed)"
-    if flags & NO_IR:
-        return "no initiating radiation (NO-IR): a mesh cannot be started there"
-    if flags & DFS:
-        return "radar detection (DFS) needed, which a mesh does not do"
-    return None
+    """None if a mesh or IBSS may be started on the channel in the country,
+    else a short reason why not."""
+    return _regdb.channel_status(database(), country, meshparams.frequency(band, channel))
 
 
 def usable_channels(country: str, band: str, channels) -> list[int]:

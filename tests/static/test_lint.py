@@ -28,6 +28,6 @@ def test_site_playbook_syntax(tmp_path, admin_key):
 
 
 def test_ruff():
-    proc = subprocess.run([str(BIN / "ruff"), "check", "wizard", "tests", "benchmarks", "plugins"], cwd=ROOT,
+    proc = subprocess.run([str(BIN / "ruff"), "check", "wizard", "tests", "benchmarks", "plugins", "roles"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout

@@ -184,11 +184,12 @@ def test_bat0_comes_back_after_a_reboot(mesh_site):
     assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 120)
 
 
-def test_a_phone_joins_the_access_point_gets_a_lease_and_resolves_names(mesh_site):
+def test_a_phone_joins_the_access_point_gets_a_lease_resolves_names_and_reaches_every_node(mesh_site):
     lab, site = mesh_site["lab"], mesh_site["site"]
     vault = Path(mesh_site["env"]["XDG_CONFIG_HOME"]) / "meshstead" / "vault" / f"{site.settings.site_id}.pass"
     secrets = sites.open_site(mesh_site["dir"], str(vault)).site_secrets
     phy = lab.spare_radio()["phy"]
+    mesh_ipv4s = [site.node_facts(site.nodes[n])["node_mesh_ipv4"] for n in NODES]
     conf = ("ctrl_interface=/run/msphone-wpa\nnetwork={\n"
             f"  ssid=\"{site.settings.ap_ssid}\"\n  key_mgmt=SAE\n  ieee80211w=2\n"
             f"  sae_password=\"{secrets['site_ap_passphrase']}\"\n}}\n")
@@ -209,6 +210,10 @@ ip netns exec msphone wpa_cli -p /run/msphone-wpa -i $dev status | grep -E '^(ss
 ip netns exec msphone udhcpc -i $dev -n -q -t 10 -s /etc/udhcpc/default.script
 ip netns exec msphone ip -4 -o addr show dev $dev
 ip netns exec msphone cat /etc/resolv.conf
+ip netns exec msphone ip -4 route show default
+for addr in {" ".join(mesh_ipv4s)}; do
+  ip netns exec msphone ping -c 1 -W 3 $addr >/dev/null && echo "reached $addr" || echo "unreached $addr"
+done
 ip netns exec msphone dig +short n3.{site.settings.domain}
 """
     try:
@@ -222,6 +227,8 @@ ip netns exec msphone dig +short n3.{site.settings.domain}
     leased = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
     assert leased, out
     assert ipaddress.ip_address(leased.group(1)) in site.settings.client_ipv4_net
+    # Routed through its access point's node, the phone reaches every node's mesh address.
+    assert set(re.findall(r"^reached (\S+)$", out, re.M)) == set(mesh_ipv4s), out
     # The last line is dig's answer, from the resolver the lease named.
     assert out.strip().splitlines()[-1] == site.node_facts(site.nodes["n3"])["node_mesh_ipv4"]
 
