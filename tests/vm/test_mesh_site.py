@@ -181,7 +181,11 @@ def test_bat0_comes_back_after_a_reboot(mesh_site):
     lab.restart_node("n3")
     addrs = lambda: sh(lab, "n3", "ip -o addr show dev bat0").stdout  # noqa: E731
     assert wait_for(lambda: f" {n3['node_mesh_ipv4']}/" in addrs() and f" {n3['node_mesh_ipv6']}/" in addrs(), 120)
-    assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 120)
+    assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 120), \
+        "n0 cannot reach the rebooted n3: " + "".join(
+            sh(lab, node, f"echo == {node}; iw dev wlan0 station dump | grep -E 'Station|plink|inactive'; "
+                          "batctl meshif bat0 n; journalctl -u meshstead-mesh -n 15 --no-pager -o cat").stdout
+            for node in ("n3", "n1", "n2"))
 
 
 def test_a_phone_joins_the_access_point_gets_a_lease_resolves_names_and_reaches_every_node(mesh_site):
