@@ -5,6 +5,8 @@ same functions serve any other renderer of the mesh (OpenWrt's UCI
 `wireless`/`network` sections take the same frequency, MTU and mesh ID).
 """
 
+import hashlib
+
 # batman-adv's unicast header plus the Ethernet header it encapsulates: a
 # radio MTU this much above bat0's lets bat0 carry full frames unfragmented.
 BATMAN_OVERHEAD = 32
@@ -28,9 +30,19 @@ def radio_mtu(mesh_mtu: int) -> int:
     return mesh_mtu + BATMAN_OVERHEAD
 
 
+def ibss_bssid(mesh_id: str) -> str:
+    """A fixed cell BSSID for IBSS, the same on every node of the site: without
+    one each node may start a cell of its own, and cells with different BSSIDs
+    merge only when their beacons' timestamps happen to meet (minutes on a busy
+    or slow radio). Locally administered, unicast."""
+    digest = hashlib.sha256(mesh_id.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def site_vars(settings) -> dict:
     """The derived mesh variables of group_vars/all/site.yml."""
     return {
         "site_mesh_frequency": frequency(settings.mesh_band, settings.mesh_channel),
         "site_mesh_radio_mtu": radio_mtu(settings.mesh_mtu),
+        "site_mesh_ibss_bssid": ibss_bssid(settings.mesh_id),
     }
