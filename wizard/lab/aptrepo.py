@@ -3,7 +3,7 @@
 Lab nodes have no internet, like a remote site, so the roles' real install path
 (ansible.builtin.apt with update_cache) runs against this repository, which is
 bind-mounted read-only into every node.  It holds the full dependency closure
-of NODE_PACKAGES (not just what the base rootfs lacks), so it stays valid
+of lab_packages() (not just what the base rootfs lacks), so it stays valid
 whatever the nodes already have installed.
 """
 
@@ -17,18 +17,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import packages
 from .host import require_tools, run
 from .rootfs import SUITE, Progress, cache_dir
 
-# Every package a meshstead role may install on a Debian node.  Roles that add a
-# package must add it here too, or the lab (and the role's tests) cannot install it.
-NODE_PACKAGES = (
-    "tinc", "yggdrasil", "syncthing", "nncp", "dnsmasq", "unbound", "nftables",
-    "systemd-timesyncd", "sudo", "python3-apt", "ca-certificates",
-    "netcat-openbsd", "dnsutils",
-    # The mesh role: batman-adv's tool, the radio, SAE/IBSS and the client AP.
-    "batctl", "iw", "wpasupplicant", "hostapd", "wireless-regdb",
-)
+# Every package a role installs (the roles' own lists), and the tools the lab's
+# tests use inside nodes.
+LAB_TOOLS = ("ca-certificates", "netcat-openbsd", "dnsutils")
+
+
+def lab_packages() -> tuple[str, ...]:
+    return tuple(sorted(set(packages.node_packages()) | set(LAB_TOOLS)))
+
 
 # Where nodes see the repository, and the apt source line that points there.
 REPO_MOUNT = "/srv/meshstead-repo"
@@ -37,7 +37,7 @@ SOURCES_LINE = f"deb [trusted=yes] file:{REPO_MOUNT} ./\n"
 
 def cache_key() -> str:
     arch = run(["dpkg", "--print-architecture"], what="dpkg").stdout.strip()
-    blob = json.dumps([SUITE, arch, sorted(NODE_PACKAGES)])
+    blob = json.dumps([SUITE, arch, lab_packages()])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -69,7 +69,7 @@ def ensure_repo(progress: Progress) -> Path:
             return final
         require_tools("apt-get", "apt-cache", "apt-ftparchive")
         progress("building local apt repository for the nodes (downloads .debs, cached afterwards)")
-        names = dependency_closure(NODE_PACKAGES)
+        names = dependency_closure(lab_packages())
         tmp = Path(tempfile.mkdtemp(prefix=".repo-build-", dir=root))
         try:
             # Nodes read the tree through a bind mount; mkdtemp made it 0700.

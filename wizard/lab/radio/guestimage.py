@@ -33,16 +33,15 @@ GUEST_PACKAGES = (
     "busybox", "wireless-regdb", "dnsutils", "procps", "iputils-ping", "e2fsprogs",
     "util-linux",
 )
-NODE_BASE_PACKAGES = tuple(sorted(set(rootfs.BASE_PACKAGES) | set(aptrepo.NODE_PACKAGES)))
+NODE_BASE_PACKAGES = tuple(sorted(set(rootfs.BASE_PACKAGES) | set(aptrepo.lab_packages())))
 # Guest-wide tweaks after the package install; part of the cache key.
 GUEST_COMMANDS = (
     ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service",
      "meshstead-radio-guard.timer"],
     # A getty on the serial console hangs up other writers (our console log).
     # Nodes start as a fresh install would: the roles enable the services they
-    # run. Debian enables these at install; unbound (no role runs it) would
-    # fight dnsmasq for port 53 and restart for ever on an emulated CPU.
-    ["systemctl", "--root=/srv/base", "disable", "unbound.service", "dnsmasq.service", "hostapd.service",
+    # run; Debian enables these at install.
+    ["systemctl", "--root=/srv/base", "disable", "dnsmasq.service", "hostapd.service",
      "wpa_supplicant.service", "tinc.service"],
     ["systemctl", "mask", "serial-getty@ttyS0.service", "getty@tty1.service",
      "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"],
