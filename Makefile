@@ -35,7 +35,7 @@ test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check wizard tests benchmarks plugins roles setup.py
+	$(VENV)/bin/ruff check wizard tests benchmarks plugins roles setup.py image-builder/files/usr/lib/meshstead/firstboot
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint
 
 # The installable tool: dist/meshstead-*.whl carries the playbooks, roles,
