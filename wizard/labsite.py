@@ -93,14 +93,39 @@ def lab_vars(conn: dict, radio: bool = False) -> dict:
         data["ansible_timeout"] = 120
     else:  # a radio lab node has a real mesh, bat0 as the site says; a container has host0
         data["meshstead_mesh_interface"] = LAB_INTERFACE
+        # ... whose addresses the lab itself gives (and needs before Ansible can log in).
+        data["meshstead_mesh_link"] = "none"
     return data
 
 
-def write_lab_vars(directory: Path, connections: dict[str, dict], radio: bool = False) -> None:
+def image_node_vars(conn: dict) -> dict:
+    """A flashed image booted in the lab is reached like a real node (its admin
+    user, no root login), only slower: QEMU without KVM emulates its CPU."""
+    return {**conn, "ansible_timeout": 120}
+
+
+def write_lab_vars(directory: Path, connections: dict[str, dict], radio: bool = False,
+                   image: bool = False) -> None:
+    def content(conn):
+        data = image_node_vars(conn) if image else lab_vars(conn, radio)
+        return LAB_HEADER.encode() + yamlfile.dump(data, header=False)
     apply_writes(plan_writes(directory, {
-        str(lab_vars_path(Path(), node)): (LAB_HEADER.encode() + yamlfile.dump(lab_vars(conn, radio), header=False),
-                                           0o644)
-        for node, conn in connections.items()}))
+        str(lab_vars_path(Path(), node)): (content(conn), 0o644) for node, conn in connections.items()}))
+
+
+def admin_identity(site) -> Path | None:
+    """The private half of one of the site's admin keys, if this machine has it
+    (the demo key, or a key in ~/.ssh); else None and ssh uses the agent."""
+    import os
+    wanted = {" ".join(k.split()[:2]) for k in site.settings.admin_ssh_keys}
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    candidates = [config / "meshstead" / "demo" / "id_ed25519",
+                  *(Path.home() / ".ssh" / n for n in ("id_ed25519", "id_ecdsa", "id_rsa"))]
+    for key in candidates:
+        pub = key.with_name(key.name + ".pub")
+        if key.is_file() and pub.is_file() and " ".join(pub.read_text().split()[:2]) in wanted:
+            return key
+    return None
 
 
 def remove_lab_vars(directory: Path, nodes) -> None:
