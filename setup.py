@@ -1,6 +1,7 @@
 """The wheel carries the Ansible content the tool runs.
 
-`meshstead provision` needs ansible.cfg, playbooks/, roles/ and plugins/. They
+`meshstead provision` needs ansible.cfg, playbooks/, roles/ and plugins/;
+`meshstead image` the recipes in image-builder/. They
 stay at the top of the project, where Ansible, ansible-lint and molecule expect
 them; building the package copies them into wizard/ansible/, where
 wizard.resources.ansible_home() looks first. An editable install copies
@@ -15,7 +16,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-CONTENT = ("ansible.cfg", "playbooks", "roles", "plugins")
+CONTENT = ("ansible.cfg", "playbooks", "roles", "plugins", "image-builder")
 # Role test scenarios run from the checkout only; caches are never shipped.
 LEFT_OUT = shutil.ignore_patterns("molecule", "__pycache__", "*.pyc", ".*")
 

@@ -1,4 +1,5 @@
-"""Where the Ansible content the tool runs lives: playbooks, roles, plugins, ansible.cfg.
+"""Where the content the tool runs lives: ansible.cfg, playbooks, roles, plugins, and the
+image-builder recipes.
 
 In a checkout (or an editable install) that is the project root; a built wheel
 carries a copy inside the package."""
@@ -18,3 +19,8 @@ def ansible_home() -> Path:
     if (packaged / "ansible.cfg").is_file():
         return packaged
     return _PACKAGE.parent
+
+
+def image_builder_home() -> Path:
+    """The image-builder recipes: package lists, platforms, first-boot files."""
+    return ansible_home() / "image-builder"

@@ -206,7 +206,9 @@ def test_a_good_seed_is_taken_applied_and_scrubbed_and_a_second_boot_changes_not
 
     result = node.boot_once()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("first boot: ok (node cabin, ")
+    said = result.stdout.splitlines()
+    assert said[0].startswith("first boot: configuring node cabin with the site's roles (log: ")
+    assert said[1].startswith("first boot: ok (node cabin, ")
     report = node.report()
     assert report["status"] == "ok"
     assert (report["node"], report["site_id"]) == ("cabin", valley.site_id)
@@ -260,7 +262,7 @@ def test_a_failed_run_lists_its_task_and_the_next_boot_runs_again(made, node):
     write_seed(node.boot, made["valley"], "cabin", made["failing"], node.out)
     result = node.boot_once()
     assert result.returncode == 1
-    assert result.stdout == "first boot: failed (node cabin): [Refuse on purpose] the test says no\n"
+    assert result.stdout.splitlines()[-1] == "first boot: failed (node cabin): [Refuse on purpose] the test says no"
     report = node.report()
     assert report["status"] == "failed"
     assert report["failed_tasks"] == [{"task": "Refuse on purpose", "msg": "the test says no"}]

@@ -122,6 +122,83 @@ def cmd_lab_exec(args) -> int:
     return lab.exec(args.node, args.passthrough)
 
 
+BOOT_TIMEOUT = 45 * 60  # first boot applies every role on an emulated CPU
+
+
+def _first_boot_report(lab, node: str):
+    proc = lab.exec_capture(node, ["cat", "/var/lib/meshstead/firstboot.json"], timeout=60)
+    if proc.returncode != 0:
+        return None
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        return None
+
+
+def wait_first_boot(lab, node: str, say) -> dict:
+    """Until the node answers SSH as the site's admin and its first boot is over."""
+    import time
+    started = time.monotonic()
+    while time.monotonic() - started < BOOT_TIMEOUT:
+        if not any(r["node"] == node and r["running"] for r in lab.status()):
+            raise MeshsteadError("image", f"node {node} powered off during its first boot; last console "
+                                 f"line: {lab.console(node) or '(none)'}")
+        report = _first_boot_report(lab, node)
+        if report and report.get("status") != "running":
+            return report
+        say(f"{time.monotonic() - started:4.0f} s  {lab.console(node)[:110]}")
+        time.sleep(5)
+    raise MeshsteadError("image", f"node {node} did not finish its first boot within {BOOT_TIMEOUT // 60} min; "
+                         f"last console line: {lab.console(node) or '(none)'}")
+
+
+def cmd_lab_boot(args) -> int:
+    from pathlib import Path
+
+    from ..lab import vm
+    from ..load import load_site
+    directory = site_dir(args)
+    site = load_site(directory)
+    image = Path(args.image)
+    if not image.is_file():
+        raise MeshsteadError("image", f"{image} does not exist; expected an image from `meshstead image build`")
+    seed = vm.image_seed(image)
+    if seed is None:
+        raise MeshsteadError("image", f"{image} holds no node seed; expected an image built for a node of the site")
+    if seed.get("site_id") != site.settings.site_id:
+        raise MeshsteadError("image", f"{image} is for site {seed.get('site_name')!r}, not this site "
+                             f"({site.settings.name}); expected an image built with --site {directory}")
+    node = seed["node"]
+    if node not in site.nodes:
+        raise MeshsteadError("image", f"{image} is for node {node}, which the site does not have")
+    lab = lab_for(site)
+    if is_radio(lab):
+        raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
+                             "(`meshstead lab down` first)")
+    facts = site.node_facts(site.nodes[node])
+    prefix = site.settings.mesh_ipv4_net.prefixlen
+    with err.status(f"Lab: booting {node}") as status:
+        say = lambda msg: status.update(f"Lab: {node}: {msg}")  # noqa: E731
+        conn = lab.boot_image(node, image, ipv4=f"{facts['node_mesh_ipv4']}/{prefix}",
+                              ipv6=f"{facts['node_mesh_ipv6']}/64",
+                              host_key=" ".join(facts["ssh_host_ed25519_public_key"].split()[:2]),
+                              user=site.settings.admin_user, identity=labsite.admin_identity(site), progress=say)
+        labsite.write_lab_vars(directory, {node: conn}, image=True)
+        if args.no_wait:
+            out.print(f"Node {node} is booting in lab {lab.name}; its console: {lab.dir / 'nodes' / node}"
+                      "/console.log")
+            return 0
+        report = wait_first_boot(lab, node, say)
+    ok = report.get("status") == "ok"
+    colour = "green" if ok else "red"
+    out.print(f"Node {node}: first boot [{colour}]{report.get('status')}[/] in {report.get('duration_s', 0):.0f} s"
+              + (f": {report.get('error')}" if report.get("error") else ""))
+    for task in report.get("failed_tasks") or []:
+        err.print(f"  failed: {task.get('task')}: {task.get('msg')}", markup=False)
+    out.print(f"Try: meshstead lab exec {node} --site {directory} -- cat /var/lib/meshstead/firstboot.json")
+    return 0 if ok else 1
+
+
 def register(sub, site_option) -> None:
     lab = sub.add_parser("lab", help="a local lab of node containers, or of nodes with simulated radios"
                          ).add_subparsers(dest="lab_command", required=True)
@@ -145,6 +222,11 @@ def register(sub, site_option) -> None:
     link.set_defaults(func=cmd_lab_link)
     lab.add_parser("down", parents=[site_option], help="remove everything lab up created (the site stays)"
                    ).set_defaults(func=cmd_lab_down)
+    boot = lab.add_parser("boot", parents=[site_option], help="boot a node's flashed image under QEMU on the "
+                          "lab's switch, as a lab node, and wait for its first boot")
+    boot.add_argument("image", help="an image from `meshstead image build` (.img or .img.zst)")
+    boot.add_argument("--no-wait", action="store_true", help="return once it is powered on")
+    boot.set_defaults(func=cmd_lab_boot)
     lexec = lab.add_parser("exec", parents=[site_option], help="run a command inside a lab node",
                            usage="meshstead lab exec NODE [--site SITE] -- COMMAND [ARG ...]")
     lexec.add_argument("node")

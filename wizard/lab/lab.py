@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import shutil
 import subprocess
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aptrepo, container, host, netns, rootfs, ssh, state
+from . import aptrepo, container, host, netns, rootfs, ssh, state, vm
 from .base import LabBase, _check_label
 from .errors import LabError
 from .host import require_root, require_tools
@@ -147,11 +148,72 @@ class Lab(LabBase):
             ssh.wait_for_ssh(conns, self.ssh_timeout)
             return conns
 
+    def _running(self, node: str, rec: dict[str, Any]) -> bool:
+        if rec.get("kind") == "vm":
+            return vm.is_ours(rec.get("pid"), self.name, node)
+        return container.is_ours(rec.get("pid"), rec["machine"])
+
     def status(self) -> list[dict[str, Any]]:
         st = self._load()
-        return [{"node": n, "pid": r.get("pid"), "address": r["address"],
-                 "running": container.is_ours(r.get("pid"), r["machine"])}
+        return [{"node": n, "pid": r.get("pid"), "address": r["address"], "kind": r.get("kind", "container"),
+                 "running": self._running(n, r)}
                 for n, r in sorted(st["nodes"].items())]
+
+    def boot_image(self, node: str, image: Path, *, ipv4: str, ipv6: str, host_key: str, user: str,
+                   identity: Path | None, progress: Callable[[str], None] | None = None) -> dict[str, str]:
+        """Boot a flashed image as lab node `node` on the lab's switch (the lab is
+        made if it does not exist); its connection vars, as the site's admin."""
+        say = progress or (lambda _msg: None)
+        require_root()
+        require_tools("ip", "nsenter", "nc", "ssh", vm.QEMU)
+        with self._locked():
+            st = self._load()
+            if node in st["nodes"] and st["nodes"][node].get("kind") != "vm":
+                raise LabError(f"lab {self.name} already has a container node {node}")
+            if st["netns"] is None:
+                st["netns"] = self.netns
+                self._save(st)
+            netns.create_switch(self.netns)
+            addrs = [a for r in st["nodes"].values() for a in (r["ipv4"], r["ipv6"]) if a]
+            try:
+                st["controller_addresses"] = netns.controller_addresses([*addrs, ipv4, ipv6])
+            except ValueError as exc:
+                raise LabError(f"lab {self.name}: {exc}") from None
+            netns.set_addresses(self.netns, st["controller_addresses"])
+            node_dir = self.dir / "nodes" / node
+            rec = st["nodes"].get(node)
+            if rec and vm.is_ours(rec.get("pid"), self.name, node):
+                vm.stop(rec["pid"], self.name, node)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            say(f"writing {image.name} to {node}'s card")
+            vm.write_card(image, node_dir / "card.img")
+            (node_dir / "console.log").unlink(missing_ok=True)
+            (node_dir / "efivars.fd").unlink(missing_ok=True)
+            address = str(ipaddress.ip_interface(ipv4).ip)
+            rec = {"kind": "vm", "address": address, "ipv4": ipv4, "ipv6": ipv6, "host_key": host_key,
+                   "user": user, "identity": str(identity) if identity else None, "pid": None,
+                   "machine": vm.process_name(self.name, node)}
+            st["nodes"][node] = rec
+            self._save(st)
+            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()})
+            say(f"powering {node} on")
+            rec["pid"] = vm.start(self.name, node, node_dir, self.netns)
+            self._save(st)  # recorded before anything can fail, so down() finds it
+            return self._conn(st, node)
+
+    def console(self, node: str, lines: int = 1) -> str:
+        """The last lines a VM node wrote to its serial console."""
+        return vm.console_tail(self.dir / "nodes" / node, lines)
+
+    def _conn(self, st: dict[str, Any], node: str) -> dict[str, str]:
+        rec = st["nodes"][node]
+        if rec.get("kind") != "vm":
+            return super()._conn(st, node)
+        conn = {"ansible_host": rec["address"], "ansible_user": rec["user"],
+                "ansible_ssh_common_args": ssh.common_args(self.netns, self.known_hosts)}
+        if rec.get("identity"):
+            conn["ansible_ssh_private_key_file"] = rec["identity"]
+        return conn
 
     def start_node(self, node: str) -> None:
         """Boot a stopped node again (its disk is kept) and wait for sshd."""
@@ -160,7 +222,13 @@ class Lab(LabBase):
             if not exists:
                 raise LabError(f"lab {self.name} does not exist: run up first")
             st = self._load()
-            self._node(st, node)
+            rec = self._node(st, node)
+            if rec.get("kind") == "vm":
+                if not vm.is_ours(rec.get("pid"), self.name, node):
+                    rec["pid"] = vm.start(self.name, node, self.dir / "nodes" / node, self.netns)
+                    self._save(st)
+                ssh.wait_for_ssh({node: self._conn(st, node)}, self.ssh_timeout)
+                return
             self._boot(st, node, lambda _m: None)
             ssh.wait_for_ssh({node: self._conn(st, node)}, self.ssh_timeout)
 
@@ -169,6 +237,9 @@ class Lab(LabBase):
         require_root()
         st = self._load()
         rec = self._node(st, node)
+        if rec.get("kind") == "vm":
+            vm.stop(rec.get("pid"), self.name, node)
+            return
         container.stop(rec.get("pid"), rec["machine"], rec.get("init_pid"), force=force)
 
     def _init_pid(self, node: str) -> int:
@@ -178,17 +249,26 @@ class Lab(LabBase):
             raise LabError(f"node {node} of lab {self.name} is not running")
         return container.init_pid(rec["pid"])
 
+    def _argv(self, node: str, command: Sequence[str]) -> list[str]:
+        st = self._load()
+        rec = self._node(st, node)
+        if rec.get("kind") == "vm":
+            if not vm.is_ours(rec.get("pid"), self.name, node):
+                raise LabError(f"node {node} of lab {self.name} is not running")
+            # As on a real node: the admin user, root through sudo.
+            return vm_ssh_argv(self._conn(st, node), ["sudo", "--", *command])
+        return container.nsenter_argv(self._init_pid(node), command)
+
     def exec(self, node: str, command: Sequence[str]) -> int:
         """Run `command` as root inside `node` (stdio passed through); its exit code."""
         require_root()
-        argv = container.nsenter_argv(self._init_pid(node), command)
-        return subprocess.run(argv, check=False).returncode  # noqa: S603
+        return subprocess.run(self._argv(node, command), check=False).returncode  # noqa: S603
 
     def exec_capture(self, node: str, command: Sequence[str], input: str | None = None,
                      timeout: float | None = None) -> subprocess.CompletedProcess:
         """Like exec, but returns the CompletedProcess with text stdout/stderr."""
         require_root()
-        argv = container.nsenter_argv(self._init_pid(node), command)
+        argv = self._argv(node, command)
         return subprocess.run(argv, capture_output=True, text=True, input=input,  # noqa: S603
                               timeout=timeout, check=False)
 
@@ -216,7 +296,7 @@ class Lab(LabBase):
             netns.attach_probe(self.netns, ns, f"vp-{name}", address, nets)
             # Nodes have no default route; give running ones an on-link route back
             # (a real LAN's gateway would), so only their firewall decides.
-            for node, rec in st["nodes"].items():
+            for node, rec in containers_of(st).items():
                 if container.is_ours(rec.get("pid"), rec["machine"]):
                     self.exec_capture(node, ["ip", "route", "replace", str(iface.network),
                                              "dev", "host0"], timeout=10)
@@ -229,15 +309,19 @@ class Lab(LabBase):
             if not exists:
                 return
             st = self._load()
-            for rec in st["nodes"].values():
+            machines = {n: r for n, r in st["nodes"].items() if r.get("kind") == "vm"}
+            containers = {n: r for n, r in st["nodes"].items() if r.get("kind") != "vm"}
+            for node, rec in machines.items():
+                vm.stop(rec.get("pid"), self.name, node)
+            for rec in containers.values():
                 container.request_poweroff(rec.get("pid"), rec["machine"])
             # Lab nodes are disposable: one shared 10 s grace period, then SIGKILL.
             deadline = time.monotonic() + 10
-            for rec in st["nodes"].values():
+            for rec in containers.values():
                 container.stop(rec.get("pid"), rec["machine"], rec.get("init_pid"),
                                timeout=max(0.0, deadline - time.monotonic()))
-            for rec in st["nodes"].values():
-                if container.is_ours(rec.get("pid"), rec["machine"]):
+            for node, rec in st["nodes"].items():
+                if self._running(node, rec):
                     raise LabError(f"node process {rec['pid']} did not exit; lab dir kept")
             for probe in st["probes"].values():
                 netns.delete(probe["netns"])
@@ -249,6 +333,17 @@ class Lab(LabBase):
             shutil.rmtree(self.dir)
         if not any(state.lab_root().glob("*/state.json")):
             host.restore_inotify_instances(_inotify_saved())
+
+
+def containers_of(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: r for n, r in st["nodes"].items() if r.get("kind") != "vm"}
+
+
+def vm_ssh_argv(conn: dict[str, str], command: Sequence[str]) -> list[str]:
+    key = ["-i", conn["ansible_ssh_private_key_file"]] if "ansible_ssh_private_key_file" in conn else []
+    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", *key,
+            *shlex.split(conn["ansible_ssh_common_args"]),
+            f"{conn['ansible_user']}@{conn['ansible_host']}", shlex.join(command)]
 
 
 def _refuse_if_mounted(path: Path) -> None:

@@ -90,8 +90,8 @@ def common_args(netns: str, known_hosts: Path) -> str:
 
 def ssh_argv(conn: dict[str, str], *command: str) -> list[str]:
     """A plain `ssh` command line for a node's connection dict (tests, debugging)."""
-    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-i", conn["ansible_ssh_private_key_file"],
+    key = conn.get("ansible_ssh_private_key_file")
+    return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *(["-i", key] if key else []),
             *shlex.split(conn["ansible_ssh_common_args"]),
             f"{conn['ansible_user']}@{conn['ansible_host']}", *command]
 

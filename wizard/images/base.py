@@ -1,0 +1,170 @@
+"""A platform's base image: Debian with every package a node needs, the Ansible
+that applies a seed at first boot, and the first-boot program; no node in it.
+
+Built once per recipe and cached under a key of its inputs (images/recipe.py);
+a node's image is a copy with a seed written onto its boot partition
+(images/personalise.py). The base is built completely in a temporary
+directory and renamed into place, and its checksum is recorded so that a
+damaged cached base is refused instead of copied."""
+
+import datetime
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MeshsteadError
+from . import disk
+from .recipe import Recipe, cache_key
+
+Progress = Callable[[str], None]
+ANSIBLE_VENV = "/opt/meshstead/ansible"
+ROOT_LABEL = "meshstead-root"
+BOOT_LABEL = "MESHBOOT"
+
+
+def cache_root() -> Path:
+    override = os.environ.get("MESHSTEAD_IMAGE_CACHE")
+    if override:
+        return Path(override)
+    if os.geteuid() == 0:
+        return Path("/var/cache/meshstead/images")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "meshstead" / "images"
+
+
+@dataclass(frozen=True)
+class Base:
+    dir: Path
+
+    @property
+    def image(self) -> Path:
+        return self.dir / "disk.img"
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.dir / "base.json").read_text())
+
+    def verify(self) -> None:
+        """Refuse a cached base whose bytes are not those it was built with."""
+        info = self.info
+        if not self.image.is_file() or disk.sha256(self.image) != info["sha256"]:
+            raise MeshsteadError("base", f"the cached base {self.dir} is damaged (checksum mismatch); "
+                                 f"expected `meshstead image base --platform {info['platform']} --rebuild`")
+
+
+def cached(recipe: Recipe) -> Base | None:
+    found = cache_root() / f"base-{recipe.platform}-{cache_key(recipe)}"
+    return Base(found) if (found / "base.json").is_file() else None
+
+
+def ensure(recipe: Recipe, progress: Progress, rebuild: bool = False) -> tuple[Base, bool]:
+    """The cached base (built first if there is none, or when asked); True if built now."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"base-{recipe.platform}-{cache_key(recipe)}"
+    with open(root / f".base-{recipe.platform}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per platform; others wait, then reuse
+        if (final / "base.json").is_file() and not rebuild:
+            return Base(final), False
+        if os.geteuid() != 0:
+            raise MeshsteadError("base", "building a base needs root (mmdebstrap --mode=root); "
+                                 "expected to run it with sudo")
+        disk.require_tools("mmdebstrap", "mke2fs", "mkfs.vfat", "mcopy", "sfdisk")
+        tmp = Path(tempfile.mkdtemp(prefix=f".base-{recipe.platform}-", dir=root))
+        try:
+            _build(recipe, tmp, progress)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            # A base is ~2 GB: older ones of the platform (other inputs) go.
+            for old in root.glob(f"base-{recipe.platform}-*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)], check=False)
+    return Base(final), True
+
+
+def ansible_wheel(version: str, progress: Progress) -> Path:
+    """ansible-core's wheel from the package index, kept beside the bases."""
+    wheels = cache_root() / "wheels"
+    found = sorted(wheels.glob(f"ansible_core-{version}-*.whl"))
+    if found:
+        return found[0]
+    progress(f"downloading ansible-core {version}")
+    wheels.mkdir(parents=True, exist_ok=True)
+    disk.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+              "--disable-pip-version-check", "-d", str(wheels), f"ansible-core=={version}"],
+             what="pip download ansible-core")
+    found = sorted(wheels.glob(f"ansible_core-{version}-*.whl"))
+    if not found:
+        raise MeshsteadError("base", f"pip downloaded no wheel of ansible-core {version}")
+    return found[0]
+
+
+def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
+    wheel = ansible_wheel(recipe.ansible_core, progress)
+    tree = work / "tree"
+    built = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    overlay = work / "overlay"
+    _write_overlay(overlay, recipe, built)
+    inside = f"/tmp/{wheel.name}"  # noqa: S108 - inside the image being built
+    hooks = [
+        f"upload {wheel} {inside}",
+        f'chroot "$1" python3 -m venv --system-site-packages {ANSIBLE_VENV}',
+        f'chroot "$1" {ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps '
+        f"--disable-pip-version-check {inside}",
+        f'rm -f "$1{inside}"',
+        f"sync-in {recipe.files} /",
+        f"sync-in {overlay} /",
+        'chmod 755 "$1/usr/lib/meshstead/firstboot"',
+        'chroot "$1" systemctl enable meshstead-firstboot.service systemd-networkd.service',
+        # sshd has no host key until the seed gives it the site's: the common role enables it then.
+        'chroot "$1" systemctl disable ssh.service',
+        # Every node gets its own host key from its seed; never the build's.
+        'rm -f "$1"/etc/ssh/ssh_host_*',
+        ': > "$1/etc/machine-id"',
+        # No Internet on site: an unreachable mirror would only make apt wait.
+        ': > "$1/etc/apt/sources.list"',
+        # systemd never sets the clock earlier than this file's time (no RTC, no network).
+        'touch "$1/usr/lib/clock-epoch"',
+    ]
+    progress(f"installing {len(recipe.packages)} packages and their dependencies (mmdebstrap)")
+    cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", f"--arch={recipe.arch}",
+           "--components=main,non-free-firmware", "--include=" + ",".join(recipe.packages)]
+    cmd += [f"--customize-hook={hook}" for hook in hooks]
+    cmd += [recipe.suite, str(tree)]
+    disk.run_logged(cmd, work / "mmdebstrap.log", what="mmdebstrap (base)", progress=progress)
+    progress("writing the boot and root partitions")
+    layout = disk.assemble(recipe, tree, work / "disk.img", boot_label=BOOT_LABEL, root_label=ROOT_LABEL)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(tree)], check=True)
+    progress("checksumming the base")
+    info = {"platform": recipe.platform, "key": work.name, "built": built.isoformat(),
+            "suite": recipe.suite, "arch": recipe.arch, "ansible_core": recipe.ansible_core,
+            "packages": list(recipe.packages), "sha256": disk.sha256(work / "disk.img"), **layout}
+    (work / "base.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _write_overlay(overlay: Path, recipe: Recipe, built: datetime.datetime) -> None:
+    """Files generated from the recipe, synced into the tree after the shipped ones."""
+    etc = overlay / "etc"
+    (etc / "meshstead").mkdir(parents=True)
+    (etc / "meshstead/image.json").write_text(json.dumps({
+        "platform": recipe.platform, "built": built.isoformat(), "boot_mount": recipe.boot_mount,
+        "state_dir": "/var/lib/meshstead", "ansible_playbook": f"{ANSIBLE_VENV}/bin/ansible-playbook",
+        "grow_root": True}, indent=2) + "\n")
+    # The boot partition is root's only: the seed on it holds private keys until first boot scrubs them.
+    (etc / "fstab").write_text(
+        f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n"
+        f"LABEL={BOOT_LABEL} {recipe.boot_mount} vfat umask=0077,nofail 0 2\n")
+    (etc / "hostname").write_text("meshstead\n")
+    (overlay / recipe.boot_mount.lstrip("/")).mkdir(parents=True)
+    (overlay / "var/lib/meshstead").mkdir(parents=True)
+    os.chmod(overlay / "var/lib/meshstead", 0o700)

@@ -1,0 +1,133 @@
+"""Disk images without loop devices or mounts: a FAT boot partition made and
+filled with mtools, an ext4 root made from a directory by mke2fs -d, a GPT
+written by sfdisk, and the partitions copied in at their offsets."""
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import MeshsteadError
+
+MIB = 1024 * 1024
+SECTOR = 512
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+TOOL_PACKAGES = {"mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs", "mkfs.vfat": "dosfstools",
+                 "mcopy": "mtools", "sfdisk": "fdisk", "zstd": "zstd"}
+
+
+def require_tools(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pkgs = sorted({TOOL_PACKAGES.get(t, t) for t in missing})
+        raise MeshsteadError("image", f"missing host tool(s) {', '.join(missing)}; expected them installed: "
+                             f"apt-get install {' '.join(pkgs)}")
+
+
+def run(cmd: Sequence[str], *, what: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(cmd), check=False, capture_output=True, text=True, **kwargs)  # noqa: S603
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise MeshsteadError("image", f"{what} failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+    return proc
+
+
+def run_logged(cmd: Sequence[str], log: Path, *, what: str, progress: Callable[[str], None]) -> None:
+    """A long command whose output goes to a log; its last line is shown as progress."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
+                                text=True)
+        last = ""
+        for line in proc.stdout:
+            out.write(line)
+            if line.strip():
+                last = line.strip()
+                progress(f"{what}: {last[:100]}")
+        if proc.wait() != 0:
+            raise MeshsteadError("image", f"{what} failed: {last} (log: {log})")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_mib(tree: Path) -> int:
+    """What a tree takes on ext4, roughly: file sizes plus a block per inode."""
+    total = 0
+    for path in tree.rglob("*"):
+        st = path.lstat()
+        total += st.st_size + 4096
+    return total // MIB + 1
+
+
+def boot_files(recipe, tree: Path) -> dict[str, Path | bytes]:
+    """What goes on the boot partition: the boot loader, its entry, kernel and initrd."""
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    initrds = sorted((tree / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise MeshsteadError("image", "the base has no kernel or initrd in /boot")
+    if recipe.boot_loader != "systemd-boot":
+        raise MeshsteadError("image", f"boot loader {recipe.boot_loader!r} is not supported")
+    efi = tree / "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+    entry = (f"title meshstead\nlinux /vmlinuz\ninitrd /initrd.img\n"
+             f"options root=LABEL=meshstead-root rw {recipe.cmdline}\n")
+    return {"EFI/BOOT/BOOTX64.EFI": efi, "loader/loader.conf": b"default meshstead.conf\ntimeout 0\n",
+            "loader/entries/meshstead.conf": entry.encode(), "vmlinuz": kernels[-1], "initrd.img": initrds[-1]}
+
+
+def copy_into_fat(image: str, files: dict[str, Path | bytes]) -> None:
+    """Write files into a FAT file system (a file, or IMG@@OFFSET inside a disk image)."""
+    with tempfile.TemporaryDirectory(prefix="meshstead-fat-") as tmp:
+        dirs = sorted({str(Path(rel).parent) for rel in files} - {"."})
+        made: set[str] = set()
+        for d in dirs:
+            parts = Path(d).parts
+            for i in range(1, len(parts) + 1):
+                sub = "/".join(parts[:i])
+                if sub not in made:
+                    made.add(sub)
+                    run(["mmd", "-D", "s", "-i", image, f"::/{sub}"], what=f"mmd {sub}",
+                        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+        for rel, content in files.items():
+            source = content if isinstance(content, Path) else Path(tmp) / "f"
+            if isinstance(content, bytes):
+                source.write_bytes(content)
+            run(["mcopy", "-o", "-i", image, str(source), f"::/{rel}"], what=f"mcopy {rel}",
+                env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
+
+
+def assemble(recipe, tree: Path, out: Path, *, boot_label: str, root_label: str) -> dict:
+    """A GPT disk image: the FAT boot partition, then the ext4 root made from `tree`."""
+    work = out.parent
+    boot = work / "boot.vfat"
+    run(["mkfs.vfat", "-F", "32", "-n", boot_label, "-C", str(boot), str(recipe.boot_mib * 1024)],
+        what="mkfs.vfat (boot partition)")
+    copy_into_fat(str(boot), boot_files(recipe, tree))
+    root = work / "root.ext4"
+    root_mib = tree_mib(tree) * 11 // 10 + recipe.root_headroom_mib
+    run(["mke2fs", "-q", "-t", "ext4", "-L", root_label, "-E", "root_owner=0:0", "-d", str(tree),
+         "-F", str(root), f"{root_mib}M"], what="mke2fs (root partition)")
+    boot_start = 1 * MIB
+    root_start = boot_start + recipe.boot_mib * MIB
+    total = root_start + root_mib * MIB + MIB  # the backup GPT at the end
+    with open(out, "wb") as f:
+        f.truncate(total)
+    table = (f"label: gpt\n"
+             f"start={boot_start // SECTOR}, size={recipe.boot_mib * MIB // SECTOR}, type={ESP_TYPE}, "
+             f'name="meshstead-boot"\n'
+             f"start={root_start // SECTOR}, size={root_mib * MIB // SECTOR}, type={LINUX_TYPE}, "
+             f'name="meshstead-root"\n')
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(out)], what="sfdisk", input=table)
+    for part, start in ((boot, boot_start), (root, root_start)):
+        run(["dd", f"if={part}", f"of={out}", "bs=4M", f"seek={start}", "oflag=seek_bytes",
+             "conv=notrunc,sparse", "status=none"], what="dd (partition into disk image)")
+        part.unlink()
+    return {"size": total, "boot_offset": boot_start, "boot_size": recipe.boot_mib * MIB,
+            "root_offset": root_start, "root_size": root_mib * MIB}

@@ -1,0 +1,94 @@
+"""A node's image: a copy of its platform's base with the node's seed written
+onto the boot partition. No root, no mounts, seconds instead of a rebuild.
+
+The image is written under a temporary name and renamed only when complete,
+so a killed or failed build never leaves a file under the final name; it is
+0600 from its first byte because its seed holds the node's private keys."""
+
+import contextlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MeshsteadError
+from . import disk, seed
+from .base import Base
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    private: bool
+
+
+def image_name(node: str, platform: str, raw: bool) -> str:
+    return f"{node}-{platform}.img" + ("" if raw else ".zst")
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MeshsteadError("out", f"cannot make {out}: {exc.strerror}; expected a writable directory") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise MeshsteadError("out", f"{out} is not writable; expected a writable directory")
+
+
+def _remove_stale(out: Path, name: str) -> None:
+    """Partial files of builds that were killed."""
+    for stale in out.glob(f".{name}.partial-*"):
+        with contextlib.suppress(OSError):
+            pid = int(stale.name.rsplit("-", 1)[1].split(".")[0])
+            os.kill(pid, 0)
+            continue  # that build is still running
+        stale.unlink(missing_ok=True)
+
+
+def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> Built:
+    started = time.monotonic()
+    _check_out_dir(out)
+    disk.require_tools("mcopy", *(() if raw else ("zstd",)))
+    info = base.info
+    name = image_name(node, info["platform"], raw)
+    _remove_stale(out, name)
+    files = seed.seed(opened, node)  # validates the node and reads its secrets before writing anything
+    progress("checking the cached base")
+    base.verify()
+    partial = out / f".{name}.partial-{os.getpid()}"
+    raw_partial = partial.with_suffix(".img")
+    try:
+        progress("copying the base")
+        fd = os.open(raw_partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before any byte
+        os.close(fd)
+        disk.run(["cp", "--sparse=always", "--reflink=auto", str(base.image), str(raw_partial)],
+                 what="copying the base image")
+        progress("writing the seed onto the boot partition")
+        disk.copy_into_fat(f"{raw_partial}@@{info['boot_offset']}", files)
+        if raw:
+            os.rename(raw_partial, partial)
+        else:
+            progress("compressing (zstd)")
+            disk.run(["zstd", "-q", "-T0", "-3", "--rm", "-o", str(partial), str(raw_partial)],
+                     what="zstd")
+            os.chmod(partial, 0o600)
+        progress("checksumming")
+        digest = disk.sha256(partial)
+        final = out / name
+        sums = out / f"{name}.sha256"
+        sums_partial = out / f".{name}.sha256.partial-{os.getpid()}"
+        sums_partial.write_text(f"{digest}  {name}\n")
+        os.rename(partial, final)
+        os.rename(sums_partial, sums)
+    except OSError as exc:
+        raise MeshsteadError("out", f"writing the image into {out} failed: {exc.strerror}") from None
+    except subprocess.SubprocessError as exc:
+        raise MeshsteadError("image", f"building the image failed: {exc}") from None
+    finally:
+        for leftover in (raw_partial, partial, out / f".{name}.sha256.partial-{os.getpid()}"):
+            leftover.unlink(missing_ok=True)
+    return Built(final, final.stat().st_size, digest, time.monotonic() - started, private=True)
