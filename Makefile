@@ -7,7 +7,7 @@ PYTHON ?= python3
 HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nftables iproute2 \
 	iputils-ping mmdebstrap systemd-container apt-utils dpkg-dev arch-test netcat-openbsd \
 	zbar-tools dnsutils ca-certificates \
-	qemu-system-x86 qemu-utils e2fsprogs
+	qemu-system-x86 qemu-utils e2fsprogs ovmf dosfstools mtools fdisk zstd
 DEMO_SITE ?= inventory/demo
 
 .PHONY: setup host-packages demo test lint wheel clean

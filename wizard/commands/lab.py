@@ -83,10 +83,11 @@ def cmd_lab_status(args) -> None:
         out.print(f"Lab {lab.name}: not running.")
         return
     table = Table(title=f"Lab {lab.name}")
-    for column in ("node", "address", "pid", "state"):
+    for column in ("node", "kind", "address", "pid", "state"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["node"], row["address"], str(row["pid"]),
+        kind = {"vm": "image (QEMU)"}.get(row.get("kind"), "radio node" if is_radio(lab) else "container")
+        table.add_row(row["node"], kind, row["address"], str(row["pid"]),
                       "[green]running[/]" if row["running"] else "[red]stopped[/]")
     out.print(table)
     if links:

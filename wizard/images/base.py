@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,10 @@ def ensure(recipe: Recipe, progress: Progress, rebuild: bool = False) -> tuple[B
     final = root / f"base-{recipe.platform}-{cache_key(recipe)}"
     with open(root / f".base-{recipe.platform}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per platform; others wait, then reuse
+        # Under the lock, a temporary tree is a killed build's: gone.
+        for stale in root.glob(f".base-{recipe.platform}-*"):
+            if stale.is_dir():
+                subprocess.run(["rm", "-rf", "--one-file-system", str(stale)], check=False)
         if (final / "base.json").is_file() and not rebuild:
             return Base(final), False
         if os.geteuid() != 0:
@@ -92,36 +97,38 @@ def ensure(recipe: Recipe, progress: Progress, rebuild: bool = False) -> tuple[B
     return Base(final), True
 
 
-def ansible_wheel(version: str, progress: Progress) -> Path:
-    """ansible-core's wheel from the package index, kept beside the bases."""
+def wheel(project: str, version: str, progress: Progress) -> Path:
+    """A pure-Python wheel from the package index, kept beside the bases."""
     wheels = cache_root() / "wheels"
-    found = sorted(wheels.glob(f"ansible_core-{version}-*.whl"))
+    stem = project.replace("-", "_")
+    found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
     if found:
         return found[0]
-    progress(f"downloading ansible-core {version}")
+    progress(f"downloading {project} {version}")
     wheels.mkdir(parents=True, exist_ok=True)
     disk.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-              "--disable-pip-version-check", "-d", str(wheels), f"ansible-core=={version}"],
-             what="pip download ansible-core")
-    found = sorted(wheels.glob(f"ansible_core-{version}-*.whl"))
+              "--disable-pip-version-check", "-d", str(wheels), f"{project}=={version}"],
+             what=f"pip download {project}")
+    found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
     if not found:
-        raise MeshsteadError("base", f"pip downloaded no wheel of ansible-core {version}")
+        raise MeshsteadError("base", f"pip downloaded no wheel of {project} {version}")
     return found[0]
 
 
 def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
-    wheel = ansible_wheel(recipe.ansible_core, progress)
+    started = time.monotonic()
+    wheels = [wheel("ansible-core", recipe.ansible_core, progress), wheel("mitogen", recipe.mitogen, progress)]
     tree = work / "tree"
     built = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     overlay = work / "overlay"
     _write_overlay(overlay, recipe, built)
-    inside = f"/tmp/{wheel.name}"  # noqa: S108 - inside the image being built
+    inside = [f"/tmp/{w.name}" for w in wheels]  # noqa: S108 - inside the image being built
     hooks = [
-        f"upload {wheel} {inside}",
+        *(f"upload {w} {path}" for w, path in zip(wheels, inside, strict=True)),
         f'chroot "$1" python3 -m venv --system-site-packages {ANSIBLE_VENV}',
         f'chroot "$1" {ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps '
-        f"--disable-pip-version-check {inside}",
-        f'rm -f "$1{inside}"',
+        f"--disable-pip-version-check {' '.join(inside)}",
+        *(f'rm -f "$1{path}"' for path in inside),
         f"sync-in {recipe.files} /",
         f"sync-in {overlay} /",
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
@@ -147,8 +154,9 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", str(tree)], check=True)
     progress("checksumming the base")
     info = {"platform": recipe.platform, "key": work.name, "built": built.isoformat(),
-            "suite": recipe.suite, "arch": recipe.arch, "ansible_core": recipe.ansible_core,
+            "suite": recipe.suite, "arch": recipe.arch, "ansible_core": recipe.ansible_core, "mitogen": recipe.mitogen,
             "packages": list(recipe.packages), "sha256": disk.sha256(work / "disk.img"), **layout}
+    info["build_seconds"] = round(time.monotonic() - started, 1)
     (work / "base.json").write_text(json.dumps(info, indent=2) + "\n")
 
 

@@ -3,10 +3,12 @@ filled with mtools, an ext4 root made from a directory by mke2fs -d, a GPT
 written by sfdisk, and the partitions copied in at their offsets."""
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import MeshsteadError
@@ -56,6 +58,48 @@ def sha256(path: Path) -> str:
         while chunk := f.read(4 * MIB):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def extract(image: Path, offset: int, size: int, out: Path) -> None:
+    """Copy `size` bytes at `offset` of `image` into a file of their own."""
+    with open(image, "rb") as src, open(out, "wb") as dst:
+        src.seek(offset)
+        left = size
+        while left:
+            chunk = src.read(min(4 * MIB, left))
+            if not chunk:
+                raise MeshsteadError("base", f"{image} is shorter than its partition table says")
+            dst.write(chunk)
+            left -= len(chunk)
+
+
+def splice(image: Path, offset: int, part: Path, out_fd: int) -> tuple[str, str]:
+    """Write `image` to `out_fd` with `part` in place of its bytes at `offset`,
+    in one pass: the SHA-256 of `image` as read (is the cached base intact?)
+    and of what was written (the image's checksum). Zero blocks become holes."""
+    source, written = hashlib.sha256(), hashlib.sha256()
+    zero = bytes(4 * MIB)
+    part_size = part.stat().st_size
+    with open(image, "rb") as src, open(part, "rb") as replacement, \
+            os.fdopen(out_fd, "wb", closefd=False) as dst, ThreadPoolExecutor(1) as hasher:
+        position = 0
+        while chunk := src.read(4 * MIB if not offset <= position < offset + part_size
+                                else min(4 * MIB, offset + part_size - position)):
+            if position + len(chunk) > offset and position < offset:
+                chunk = chunk[:offset - position]  # stop at the partition's first byte
+                src.seek(position + len(chunk))
+            data = replacement.read(len(chunk)) if offset <= position < offset + part_size else chunk
+            # Two hashes of the same bytes: hashlib lets go of the GIL, so they run on two cores.
+            pending = hasher.submit(source.update, chunk)
+            written.update(data)
+            pending.result()
+            if data == zero[:len(data)]:
+                dst.seek(len(data), os.SEEK_CUR)
+            else:
+                dst.write(data)
+            position += len(chunk)
+        dst.truncate(position)
+    return source.hexdigest(), written.hexdigest()
 
 
 def tree_mib(tree: Path) -> int:

@@ -42,7 +42,7 @@ def _check_out_dir(out: Path) -> None:
 def _remove_stale(out: Path, name: str) -> None:
     """Partial files of builds that were killed."""
     for stale in out.glob(f".{name}.partial-*"):
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             pid = int(stale.name.rsplit("-", 1)[1].split(".")[0])
             os.kill(pid, 0)
             continue  # that build is still running
@@ -57,18 +57,27 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
     name = image_name(node, info["platform"], raw)
     _remove_stale(out, name)
     files = seed.seed(opened, node)  # validates the node and reads its secrets before writing anything
-    progress("checking the cached base")
-    base.verify()
+    # Every temporary file is .NAME.partial-PID*: a killed build's are found and removed by the next.
     partial = out / f".{name}.partial-{os.getpid()}"
-    raw_partial = partial.with_suffix(".img")
+    raw_partial = out / f"{partial.name}.raw"
+    fat = out / f"{partial.name}.boot"
     try:
-        progress("copying the base")
-        fd = os.open(raw_partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before any byte
-        os.close(fd)
-        disk.run(["cp", "--sparse=always", "--reflink=auto", str(base.image), str(raw_partial)],
-                 what="copying the base image")
+        # The seed goes into a copy of the boot partition alone (256 MiB), which
+        # then replaces the base's in one pass that also checks the base.
         progress("writing the seed onto the boot partition")
-        disk.copy_into_fat(f"{raw_partial}@@{info['boot_offset']}", files)
+        fd = os.open(fat, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before any byte
+        os.close(fd)
+        disk.extract(base.image, info["boot_offset"], info["boot_size"], fat)
+        disk.copy_into_fat(str(fat), files)
+        progress("copying the base with the seeded boot partition")
+        fd = os.open(raw_partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            base_sha, digest = disk.splice(base.image, info["boot_offset"], fat, fd)
+        finally:
+            os.close(fd)
+        if base_sha != info["sha256"]:
+            raise MeshsteadError("base", f"the cached base {base.dir} is damaged (checksum mismatch); expected "
+                                 f"`meshstead image base --platform {info['platform']} --rebuild`")
         if raw:
             os.rename(raw_partial, partial)
         else:
@@ -76,11 +85,10 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
             disk.run(["zstd", "-q", "-T0", "-3", "--rm", "-o", str(partial), str(raw_partial)],
                      what="zstd")
             os.chmod(partial, 0o600)
-        progress("checksumming")
-        digest = disk.sha256(partial)
+            digest = disk.sha256(partial)
         final = out / name
         sums = out / f"{name}.sha256"
-        sums_partial = out / f".{name}.sha256.partial-{os.getpid()}"
+        sums_partial = out / f"{partial.name}.sha256"
         sums_partial.write_text(f"{digest}  {name}\n")
         os.rename(partial, final)
         os.rename(sums_partial, sums)
@@ -89,6 +97,6 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
     except subprocess.SubprocessError as exc:
         raise MeshsteadError("image", f"building the image failed: {exc}") from None
     finally:
-        for leftover in (raw_partial, partial, out / f".{name}.sha256.partial-{os.getpid()}"):
+        for leftover in (fat, raw_partial, partial, out / f"{partial.name}.sha256"):
             leftover.unlink(missing_ok=True)
     return Built(final, final.stat().st_size, digest, time.monotonic() - started, private=True)

@@ -28,6 +28,7 @@ class Recipe:
     suite: str
     arch: str
     ansible_core: str
+    mitogen: str
     packages: tuple[str, ...]
     boot_loader: str
     boot_mount: str
@@ -54,7 +55,8 @@ def load(platform: str) -> Recipe:
     own = yaml.safe_load(path.read_text())
     wanted = set(common["packages"]) | set(own["packages"]) | set(packages.node_packages())
     return Recipe(platform=platform, suite=common["suite"], arch=own["arch"],
-                  ansible_core=str(common["ansible_core"]), packages=tuple(sorted(wanted)),
+                  ansible_core=str(common["ansible_core"]), mitogen=str(common["mitogen"]),
+                  packages=tuple(sorted(wanted)),
                   boot_loader=own["boot_loader"], boot_mount=own["boot_mount"], boot_mib=int(own["boot_mib"]),
                   root_headroom_mib=int(own["root_headroom_mib"]), cmdline=own["cmdline"])
 
