@@ -39,8 +39,9 @@ def cmd_build(args) -> None:
     opened = sites.open_site(site_dir(args), args.vault_password_file)
     node = sites.get_node(opened.site, args.node)
     platform = recipe.base_for_node(node.name, node.platform)
-    base = ensure_base(platform)
     outdir = Path(args.out)
+    personalise.check_out_dir(outdir)  # before a base build that could take minutes
+    base = ensure_base(platform)
     with err.status(f"Image {node.name}: starting") as status:
         built = personalise.build(base, opened, node.name, outdir, raw=args.raw,
                                   progress=lambda msg: status.update(f"Image {node.name}: {msg}"))

@@ -30,7 +30,7 @@ def image_name(node: str, platform: str, raw: bool) -> str:
     return f"{node}-{platform}.img" + ("" if raw else ".zst")
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -51,7 +51,7 @@ def _remove_stale(out: Path, name: str) -> None:
 
 def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> Built:
     started = time.monotonic()
-    _check_out_dir(out)
+    check_out_dir(out)
     disk.require_tools("mcopy", *(() if raw else ("zstd",)))
     info = base.info
     name = image_name(node, info["platform"], raw)

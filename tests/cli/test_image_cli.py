@@ -1,0 +1,68 @@
+"""`meshstead image` refuses what it cannot do in one line, before any build,
+and a node's seed carries only that node's secrets (the VM test boots it)."""
+
+import json
+import os
+
+import pytest
+import yaml
+
+from tests.conftest import assert_one_line_error, make_site, run_cli
+from wizard import sites
+from wizard.images import seed
+
+
+@pytest.fixture
+def site(tmp_path, admin_key):
+    return make_site(tmp_path / "field", admin_key, "services=", nodes=["hub --role hub", "cabin",
+                                                                        "attic --platform rpi4"])
+
+
+def test_an_unknown_node_is_one_error(site, tmp_path):
+    assert_one_line_error(run_cli("image", "build", "nosuch", "--site", site, "--out", tmp_path / "out"), "node")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_platform_without_a_base_says_why(site, tmp_path):
+    result = run_cli("image", "build", "attic", "--site", site, "--out", tmp_path / "out")
+    assert_one_line_error(result, "node")
+    assert "rpi4" in result.stderr and "not built by this version yet" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_out_directory_is_refused_before_the_base(site, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = run_cli("image", "build", "cabin", "--site", site, "--out", locked)
+    assert_one_line_error(result, "out")
+    assert "Base" not in result.stderr
+
+
+def test_an_out_path_that_cannot_be_a_directory_is_refused_before_the_base(site, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_cli("image", "build", "cabin", "--site", site, "--out", blocker / "images")
+    assert_one_line_error(result, "out")
+    assert "Base" not in result.stderr
+
+
+def test_an_unknown_platform_base_is_refused(site):
+    result = run_cli("image", "base", "--platform", "sparc")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_seed_holds_its_node_s_secrets_and_no_one_else_s(site):
+    opened = sites.open_site(site)
+    files = seed.seed(opened, "cabin")
+    manifest = json.loads(files["meshstead/seed.json"])
+    assert manifest["node"] == "cabin" and manifest["site_id"] == opened.site.settings.site_id
+    assert manifest["private"] == ["inventory/group_vars/all/secrets.yml", "inventory/host_vars/cabin/secrets.yml"]
+    assert not [p for p in files if "vault" in p or p.endswith(("connection.yml", "lab.yml"))]
+    assert not [p for p in files if p.startswith("meshstead/inventory/host_vars/hub/") and "secrets" in p]
+    shared = yaml.safe_load(files["meshstead/inventory/group_vars/all/secrets.yml"])
+    assert "vault_site_signing_private_key" not in shared and "vault_site_mesh_passphrase" in shared
+    mine = yaml.safe_load(files["meshstead/inventory/host_vars/cabin/secrets.yml"])
+    assert mine["vault_ssh_host_ed25519_private_key"] == sites.node_secrets(opened, "cabin")[
+        "ssh_host_ed25519_private_key"]
+    # The public files are the site's own, byte for byte.
+    assert files["meshstead/inventory/host_vars/hub/node.yml"] == (site / "host_vars/hub/node.yml").read_bytes()
