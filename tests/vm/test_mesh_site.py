@@ -20,8 +20,12 @@ from wizard import labsite, reach, sites
 from wizard.lab import open_lab
 from wizard.load import load_site
 
-# About 20 minutes on 2 cores: the emulated CPU makes every Ansible task ~10x slower.
-pytestmark = pytest.mark.vm
+# About 20-26 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
+# slower). Not in CI yet: on a loaded host n0 lost the mesh after n3's reboot
+# (2 of 4 runs), which a CI run must not depend on; MESHSTEAD_VM_SITE=1 runs it.
+pytestmark = [pytest.mark.vm, pytest.mark.skipif(
+    os.environ.get("MESHSTEAD_VM_SITE") != "1",
+    reason="the whole radio site (~20-26 min) runs when asked: MESHSTEAD_VM_SITE=1")]
 
 NODES = ["n0", "n1", "n2", "n3"]
 
