@@ -34,9 +34,9 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def content_files(top: Path) -> set[str]:
-    """The Ansible content a wheel must carry, as wizard/ansible/ paths."""
+    """The Ansible content and image recipes a wheel must carry, as wizard/ansible/ paths."""
     files = {"ansible.cfg"}
-    for name in ("playbooks", "roles", "plugins"):
+    for name in ("playbooks", "roles", "plugins", "image-builder"):
         files |= {str(p.relative_to(top)) for p in (top / name).rglob("*")
                   if p.is_file() and "molecule" not in p.parts and "__pycache__" not in p.parts}
     return files
