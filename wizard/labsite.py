@@ -4,6 +4,7 @@ lab's own variables written into the site.
 The lab owns one file per node, ``host_vars/<node>/lab.yml``, and nothing else
 in the site: a user's ``connection.yml`` or ``local.yml`` is never touched."""
 
+import os
 from pathlib import Path
 
 from . import sites
@@ -116,7 +117,6 @@ def write_lab_vars(directory: Path, connections: dict[str, dict], radio: bool = 
 def admin_identity(site) -> Path | None:
     """The private half of one of the site's admin keys, if this machine has it
     (the demo key, or a key in ~/.ssh); else None and ssh uses the agent."""
-    import os
     wanted = {" ".join(k.split()[:2]) for k in site.settings.admin_ssh_keys}
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     candidates = [config / "meshstead" / "demo" / "id_ed25519",

@@ -51,12 +51,14 @@ class Base:
     def info(self) -> dict:
         return json.loads((self.dir / "base.json").read_text())
 
+    def damaged(self) -> MeshsteadError:
+        return MeshsteadError("base", f"the cached base {self.dir} is damaged (checksum mismatch); expected "
+                              f"`meshstead image base --platform {self.info['platform']} --rebuild`")
+
     def verify(self) -> None:
         """Refuse a cached base whose bytes are not those it was built with."""
-        info = self.info
-        if not self.image.is_file() or disk.sha256(self.image) != info["sha256"]:
-            raise MeshsteadError("base", f"the cached base {self.dir} is damaged (checksum mismatch); "
-                                 f"expected `meshstead image base --platform {info['platform']} --rebuild`")
+        if not self.image.is_file() or disk.sha256(self.image) != self.info["sha256"]:
+            raise self.damaged()
 
 
 def cached(recipe: Recipe) -> Base | None:

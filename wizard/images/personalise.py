@@ -76,8 +76,7 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
         finally:
             os.close(fd)
         if base_sha != info["sha256"]:
-            raise MeshsteadError("base", f"the cached base {base.dir} is damaged (checksum mismatch); expected "
-                                 f"`meshstead image base --platform {info['platform']} --rebuild`")
+            raise base.damaged()
         if raw:
             os.rename(raw_partial, partial)
         else:

@@ -35,6 +35,14 @@ def create_switch(netns: str) -> None:
     run([*ip, "link", "set", BRIDGE, "up"], what="bridge up")
 
 
+def create_tap(netns: str, tap: str) -> None:
+    """A tap device for a QEMU guest, plugged into the switch (kept if it exists)."""
+    ip = ["ip", "-n", netns]
+    if run([*ip, "link", "show", "dev", tap], what="tap lookup", allow_fail=True).returncode:
+        run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"], what=f"create tap {tap}")
+    run([*ip, "link", "set", tap, "master", BRIDGE, "up"], what=f"plug tap {tap} into the lab bridge")
+
+
 def controller_addresses(node_ifaces: list[str]) -> list[str]:
     """One address per node subnet for the switch's bridge: the subnet's last host.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import LabError
 from .host import run
-from .netns import BRIDGE, NETNS_DIR
+from .netns import NETNS_DIR, create_tap
 
 QEMU = "qemu-system-x86_64"
 FIRMWARE_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -68,13 +68,6 @@ def write_card(image: Path, card: Path) -> None:
     if tmp.stat().st_size < CARD_BYTES:
         os.truncate(tmp, CARD_BYTES)
     os.rename(tmp, card)
-
-
-def create_tap(netns: str, tap: str) -> None:
-    ip = ["ip", "-n", netns]
-    if run([*ip, "link", "show", "dev", tap], what="tap lookup", allow_fail=True).returncode:
-        run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"], what="create the node's tap")
-    run([*ip, "link", "set", tap, "master", BRIDGE, "up"], what="plug the node's tap into the lab switch")
 
 
 def start(lab: str, node: str, node_dir: Path, netns: str) -> int:

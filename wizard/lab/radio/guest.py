@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import LabError
 from ..host import run
-from ..netns import BRIDGE, NETNS_DIR
+from ..netns import NETNS_DIR
 from .guestimage import GuestImage
 
 TAP = "rtap0"  # one per switch namespace, so a fixed name never clashes
@@ -46,13 +46,6 @@ def create_overlay(image: GuestImage, overlay: Path) -> None:
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.root), "-F", "raw", str(tmp)],
         what="qemu-img create (guest disk overlay)")
     os.rename(tmp, overlay)
-
-
-def create_tap(netns: str) -> None:
-    ip = ["ip", "-n", netns]
-    if run([*ip, "link", "show", "dev", TAP], what="tap lookup", allow_fail=True).returncode:
-        run([*ip, "tuntap", "add", "dev", TAP, "mode", "tap"], what="create guest tap")
-    run([*ip, "link", "set", TAP, "master", BRIDGE, "up"], what="attach guest tap to lab bridge")
 
 
 def guest_mac(lab: str) -> str:

@@ -144,7 +144,7 @@ class RadioLab(LabBase):
         gssh = self._ssh(st)
         for attempt in (1, 2):
             say(f"booting the radio guest (attempt {attempt}, TCG: about a minute)")
-            guest.create_tap(self.netns)
+            netns.create_tap(self.netns, guest.TAP)
             qemu = guest.start(self.name, image, self.dir, self.netns)
             st["qemu_pid"] = qemu.pid
             self._save(st)  # recorded before anything can fail, so down() finds it
