@@ -92,8 +92,13 @@ def mesh_site(tmp_path_factory):
         yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first,
                "macs": {n: radio_mac(lab, n) for n in NODES}}
     finally:
-        down = run_cli("lab", "down", "--site", directory, env=env, timeout=600)
-        print("lab down:", down.returncode, down.stderr[-500:])
+        # MESHSTEAD_VM_KEEP=1 leaves the lab up to read a failure on the nodes
+        # (`meshstead lab exec`); `meshstead lab down --site DIR` ends it.
+        if os.environ.get("MESHSTEAD_VM_KEEP") == "1":
+            print(f"lab kept up: meshstead lab down --site {directory} (XDG_CONFIG_HOME={env['XDG_CONFIG_HOME']})")
+        else:
+            down = run_cli("lab", "down", "--site", directory, env=env, timeout=600)
+            print("lab down:", down.returncode, down.stderr[-500:])
 
 
 def test_a_second_provision_changes_nothing(mesh_site):
