@@ -1,7 +1,7 @@
 """The site model rendered as an Ansible inventory (see docs/inventory.md)."""
 
 from .. import meshparams
-from ..identity import PRIVATE_NODE_VARS
+from ..identity import PRIVATE_VARS, PUBLIC_VARS
 from ..model import Node, Site
 from . import yamlfile
 
@@ -65,7 +65,10 @@ def hosts(site: Site) -> dict:
 def node_vars(site: Site, node: Node) -> dict:
     data = site.node_facts(node)
     if node.has_secrets:
-        data.update({name: "{{ vault_" + name + " }}" for name in PRIVATE_NODE_VARS})
+        # Only the keys the node's vault holds: those of the identities it has
+        # (a site opened without its vault has not yet added a newer one).
+        data.update({name: "{{ vault_" + name + " }}" for program, names in PRIVATE_VARS.items()
+                     if PUBLIC_VARS[program][0] in node.public for name in names})
     return data
 
 
