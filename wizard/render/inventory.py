@@ -2,6 +2,7 @@
 
 from .. import meshparams
 from ..identity import PRIVATE_VARS, PUBLIC_VARS
+from ..invites import record
 from ..model import Node, Site
 from . import yamlfile
 
@@ -99,6 +100,9 @@ def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[s
     if site_secrets is not None:
         files["group_vars/all/vault.yml"] = (
             vault.encrypt({f"vault_{k}": v for k, v in site_secrets.items() if v is not None}), SECRET_MODE)
+    if site.invites:
+        files["group_vars/all/invites.yml"] = (
+            yamlfile.dump({record.VARIABLE: [r.to_var() for r in site.invites]}), PUBLIC_MODE)
     for node in site.sorted_nodes():
         files[f"host_vars/{node.name}/node.yml"] = (yamlfile.dump(node_vars(site, node)), PUBLIC_MODE)
         if node.name in node_secrets:
