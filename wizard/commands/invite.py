@@ -111,8 +111,8 @@ def cmd_revoke(args) -> None:
     # Only the public files: the vault is not needed to revoke, and not touched.
     files = inventory.render(site, None, site_secrets=None, node_secrets={})
     apply_writes(plan_writes(site_dir(args), files))
-    out.print(f"Revoked invite {revoked.id} for {revoked.name} (in group_vars/all/invites.yml; hubs learn it "
-              f"at their next provision: meshstead provision --site {site_dir(args)} --limit hubs)",
+    out.print(f"Revoked invite {revoked.id} for {revoked.name}: `invite check` refuses it, and hubs will read "
+              "it from group_vars/all/invites.yml once they serve joins (not built yet)", markup=False,
               highlight=False)
 
 

@@ -2,7 +2,7 @@
 everything but the secret, so hubs can learn revocations from the inventory."""
 
 import datetime
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from ..errors import MeshsteadError
 
@@ -46,6 +46,11 @@ class InviteRecord:
     @classmethod
     def from_var(cls, raw: dict) -> "InviteRecord":
         """Raises KeyError, ValueError or TypeError on a damaged entry."""
+        if not isinstance(raw, dict):
+            raise TypeError("an invite is not a mapping")
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in raw]
+        if missing:
+            raise ValueError(f"an invite lacks {', '.join(missing)}")
         names = {f.name for f in fields(cls)}
         record = cls(**{k: v for k, v in raw.items() if k in names})
         for moment in (record.created, record.expires):
