@@ -12,7 +12,7 @@ from .commands.output import add_site_option, err
 from .errors import MeshsteadError
 from .lab.errors import LabError
 
-GROUPS = ("site", "node", "identity", "lab", "provision", "image", "demo")
+GROUPS = ("site", "node", "identity", "invite", "lab", "provision", "image", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,11 @@ import yaml
 
 from .errors import MeshsteadError
 from .identity import PRIVATE_NODE_VARS
+from .invites import record
 from .model import Node, Settings, Site
 
 SITE_FILE = Path("group_vars/all/site.yml")
+INVITES_FILE = Path("group_vars/all/invites.yml")
 _NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_roles", "node_mesh_ipv4",
                 "node_mesh_ipv6", "node_overlay_ipv4", "node_overlay_ipv6")
 
@@ -49,7 +51,18 @@ def load_site(directory: Path) -> Site:
         site.nodes[name] = Node(name=name, index=int(data["node_index"]), platform=data["node_platform"],
                                 roles=list(data["node_roles"]), public=public,
                                 has_secrets=(node_dir / "vault.yml").exists())
+    site.invites = _invites(directory / INVITES_FILE)
     return site
+
+
+def _invites(path: Path) -> list:
+    if not path.exists():
+        return []  # a site that has made no invite yet
+    try:
+        return [record.InviteRecord.from_var(raw) for raw in _yaml(path)[record.VARIABLE] or []]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MeshsteadError(str(path), f"damaged or foreign file ({exc}); expected the file meshstead "
+                             "generated") from None
 
 
 def previous_answers(site: Site, has_password: bool) -> dict:

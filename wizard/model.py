@@ -121,6 +121,7 @@ class Node:
 class Site:
     settings: Settings
     nodes: dict[str, Node] = field(default_factory=dict)
+    invites: list = field(default_factory=list)  # wizard.invites.record.InviteRecord, oldest first
 
     def next_index(self) -> int:
         """The smallest index never used; indexes of removed nodes are not

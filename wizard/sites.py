@@ -13,8 +13,9 @@ from . import answers as answers_mod
 from . import validate
 from .errors import MeshsteadError
 from .fsutil import FileChange, apply_writes, plan_writes
+from .identity import PUBLIC_VARS, signing
+from .identity import join as join_identity
 from .identity import node as node_identity
-from .identity import signing
 from .load import is_site, load_site, previous_answers
 from .model import Node, Settings, Site, parse_node
 from .questions import BY_NAME, IMMUTABLE
@@ -45,6 +46,12 @@ def _strip_vault(data: dict) -> dict:
 ADDED_SECRETS = {"site_ap_passphrase": "ap_passphrase"}
 
 
+# Node identities added after the first sites were made, per program: a node
+# whose keys the site holds but that lacks one gets it generated once, as a new
+# node would, and the next write stores it beside the keys it already has.
+ADDED_IDENTITIES = {"join": join_identity.generate}
+
+
 def open_site(directory: Path, vault_override: str | None = None) -> Opened:
     site = load_site(directory)
     vault = Vault.from_file(password_file(site.settings.site_id, vault_override))
@@ -52,7 +59,22 @@ def open_site(directory: Path, vault_override: str | None = None) -> Opened:
     for name, question in ADDED_SECRETS.items():
         if name not in site_secrets:
             site_secrets[name] = BY_NAME[question].default({})
-    return Opened(directory, site, vault, site_secrets)
+    opened = Opened(directory, site, vault, site_secrets)
+    _add_missing_identities(opened)
+    return opened
+
+
+def _add_missing_identities(opened: Opened) -> None:
+    for node in opened.site.sorted_nodes():
+        missing = [program for program in ADDED_IDENTITIES if PUBLIC_VARS[program][0] not in node.public]
+        if not node.has_secrets or not missing:
+            continue  # a node that made its own keys publishes its own identities
+        secrets = node_secrets(opened, node.name)
+        for program in missing:
+            public, private = ADDED_IDENTITIES[program](opened.site.fqdn(node))
+            node.public.update(public)
+            secrets.update(private)
+        opened.node_secrets[node.name] = secrets
 
 
 def node_secrets(opened: Opened, name: str) -> dict:

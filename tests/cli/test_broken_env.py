@@ -50,6 +50,12 @@ CASES = [
                                                     "--site", "{site}"]),
     ("identity export: vault damaged", "damage_vault", ["identity", "export", "n1", "--dir", "{tmp}/out",
                                                        "--site", "{site}"]),
+    ("invite create: vault password gone", "no_password", ["invite", "create", "x", "--site", "{site}",
+                                                          "--out", "{tmp}/out"]),
+    ("invite check: zbarimg missing", "no_programs_png", ["invite", "check", "--file", "{tmp}/q.png",
+                                                          "--site", "{site}"]),
+    ("invite list: invites damaged", "damage_invites", ["invite", "list", "--site", "{site}"]),
+    ("invite revoke: invites damaged", "damage_invites", ["invite", "revoke", "abc", "--site", "{site}"]),
     ("lab up: programs missing", "no_programs", ["lab", "up", "--site", "{site}"]),
     ("lab status: not a site", None, ["lab", "status", "--site", "{tmp}"]),
     ("lab down: not a site", None, ["lab", "down", "--site", "{tmp}"]),
@@ -80,8 +86,11 @@ def test_every_command_fails_in_one_line(built, tmp_path, case, breakage, argv):
         (site / "hosts.yml").unlink()
     elif breakage == "damage_vault":
         (site / "host_vars/n1/vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\nnot hex at all\n")
-    elif breakage in ("no_programs", "no_programs_no_key"):
+    elif breakage == "damage_invites":
+        (site / "group_vars/all/invites.yml").write_text("site_invites:\n- {id: abc}\n")
+    elif breakage in ("no_programs", "no_programs_no_key", "no_programs_png"):
         env["PATH"] = str(tmp_path / "empty-bin")
+        (tmp_path / "q.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     elif breakage == "cache_is_file":
         env["XDG_CACHE_HOME"] = str(a_file)
     before = snapshot(site)

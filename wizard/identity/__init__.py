@@ -13,6 +13,7 @@ PUBLIC_VARS = {
     "syncthing": ("syncthing_device_id", "syncthing_cert"),
     "nncp": ("nncp_id", "nncp_exchpub", "nncp_signpub", "nncp_noisepub"),
     "ssh": ("ssh_host_ed25519_public_key", "ssh_host_ed25519_fingerprint"),
+    "join": ("join_tls_cert", "join_pin"),
 }
 
 # Private keys, per program: node.yml names them, host_vars/<node>/vault.yml
@@ -23,6 +24,7 @@ PRIVATE_VARS = {
     "syncthing": ("syncthing_key",),
     "nncp": ("nncp_exchprv", "nncp_signprv", "nncp_noiseprv"),
     "ssh": ("ssh_host_ed25519_private_key",),
+    "join": ("join_tls_key",),
 }
 
 PUBLIC_NODE_VARS = tuple(name for names in PUBLIC_VARS.values() for name in names)

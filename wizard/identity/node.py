@@ -3,7 +3,7 @@
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from . import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS, nncp, ssh, syncthing, tinc, yggdrasil
+from . import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS, join, nncp, ssh, syncthing, tinc, yggdrasil
 
 
 def generate(fqdn: str) -> tuple[dict, dict]:
@@ -11,7 +11,7 @@ def generate(fqdn: str) -> tuple[dict, dict]:
     public: dict = {}
     private: dict = {}
     for pub, prv in (tinc.generate(), yggdrasil.generate(), syncthing.generate(), nncp.generate(),
-                     ssh.generate(f"root@{fqdn}")):
+                     ssh.generate(f"root@{fqdn}"), join.generate(fqdn)):
         public.update(pub)
         private.update(prv)
     # The contract in wizard/identity is what the inventory stores: a key a

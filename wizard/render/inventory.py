@@ -1,7 +1,8 @@
 """The site model rendered as an Ansible inventory (see docs/inventory.md)."""
 
 from .. import meshparams
-from ..identity import PRIVATE_NODE_VARS
+from ..identity import PRIVATE_VARS, PUBLIC_VARS
+from ..invites import record
 from ..model import Node, Site
 from . import yamlfile
 
@@ -65,7 +66,10 @@ def hosts(site: Site) -> dict:
 def node_vars(site: Site, node: Node) -> dict:
     data = site.node_facts(node)
     if node.has_secrets:
-        data.update({name: "{{ vault_" + name + " }}" for name in PRIVATE_NODE_VARS})
+        # Only the keys the node's vault holds: those of the identities it has
+        # (a site opened without its vault has not yet added a newer one).
+        data.update({name: "{{ vault_" + name + " }}" for program, names in PRIVATE_VARS.items()
+                     if PUBLIC_VARS[program][0] in node.public for name in names})
     return data
 
 
@@ -96,6 +100,9 @@ def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[s
     if site_secrets is not None:
         files["group_vars/all/vault.yml"] = (
             vault.encrypt({f"vault_{k}": v for k, v in site_secrets.items() if v is not None}), SECRET_MODE)
+    if site.invites:
+        files["group_vars/all/invites.yml"] = (
+            yamlfile.dump({record.VARIABLE: [r.to_var() for r in site.invites]}), PUBLIC_MODE)
     for node in site.sorted_nodes():
         files[f"host_vars/{node.name}/node.yml"] = (yamlfile.dump(node_vars(site, node)), PUBLIC_MODE)
         if node.name in node_secrets:
