@@ -11,10 +11,6 @@ import hashlib
 # radio MTU this much above bat0's lets bat0 carry full frames unfragmented.
 BATMAN_OVERHEAD = 32
 
-# Clients of a node's access point: the site's client range is cut into this
-# many equal subnets, and node index i takes subnet i (index 0 is never used).
-CLIENT_SUBNETS = 128
-
 
 def frequency(band: str, channel: int) -> int:
     """Centre frequency in MHz of a 2.4 or 5 GHz channel (IEEE 802.11)."""

@@ -7,8 +7,11 @@ changed, so a node keeps its addresses for as long as it exists.
 import ipaddress
 from dataclasses import dataclass, field, fields
 
-from . import meshparams, validate
+from . import validate
 from .errors import MeshsteadError
+from .nodeside import module
+
+_addresses = module("addresses")
 
 
 def _setting(var: str, *, answer: str | None = None, load=str, to_answer=None, from_answer=None,
@@ -73,38 +76,29 @@ class Settings:
             values[f.name] = missing(values) if var not in raw and missing else f.metadata["load"](raw[var])
         return cls(**values)
 
-    @property
-    def ipv4_quarters(self) -> list[ipaddress.IPv4Network]:
-        return list(self.ipv4_plan.subnets(prefixlen_diff=2))
-
+    # The arithmetic is the join package's (wizard/nodeside.py): a hub that
+    # admits a node by invite computes the same addresses.
     @property
     def mesh_ipv4_net(self) -> ipaddress.IPv4Network:
-        return self.ipv4_quarters[0]
+        return _addresses.mesh_ipv4_net(self.ipv4_plan)
 
     @property
     def overlay_ipv4_net(self) -> ipaddress.IPv4Network:
-        return self.ipv4_quarters[1]
+        return _addresses.overlay_ipv4_net(self.ipv4_plan)
 
     @property
     def client_ipv4_net(self) -> ipaddress.IPv4Network:
-        return list(self.ipv4_plan.subnets(prefixlen_diff=1))[1]
+        return _addresses.client_ipv4_net(self.ipv4_plan)
 
     def client_subnet(self, index: int) -> ipaddress.IPv4Network | None:
-        """Node `index`'s share of the client range (its access point's DHCP
-        subnet); None for an index past the last share."""
-        if index >= meshparams.CLIENT_SUBNETS:
-            return None
-        diff = meshparams.CLIENT_SUBNETS.bit_length() - 1
-        return list(self.client_ipv4_net.subnets(prefixlen_diff=diff))[index]
+        return _addresses.client_subnet(self.ipv4_plan, index)
 
     def ula_subnet(self, number: int) -> ipaddress.IPv6Network:
-        return ipaddress.IPv6Network((int(self.ipv6_ula.network_address) + (number << 64), 64))
+        return _addresses.ula_subnet(self.ipv6_ula, number)
 
     @property
     def max_nodes(self) -> int:
-        # Network and broadcast addresses, and the last host address: kept for
-        # a controller on the mesh LAN (the lab's switch uses it).
-        return self.mesh_ipv4_net.num_addresses - 3
+        return _addresses.max_nodes(self.ipv4_plan)
 
 
 @dataclass
@@ -136,17 +130,7 @@ class Site:
                                  f"{self.settings.max_nodes} nodes; expected a larger plan")
 
     def addresses(self, node: Node) -> dict:
-        s = self.settings
-        addresses = {
-            "node_mesh_ipv4": str(s.mesh_ipv4_net.network_address + node.index),
-            "node_mesh_ipv6": str(s.ula_subnet(0).network_address + node.index),
-            "node_overlay_ipv4": str(s.overlay_ipv4_net.network_address + node.index),
-            "node_overlay_ipv6": str(s.ula_subnet(1).network_address + node.index),
-        }
-        client = s.client_subnet(node.index)
-        if client is not None:
-            addresses["node_client_ipv4_net"] = str(client)
-        return addresses
+        return _addresses.node_addresses(self.settings.ipv4_plan, self.settings.ipv6_ula, node.index)
 
     def fqdn(self, node: Node) -> str:
         return f"{node.name}.{self.settings.domain}"
