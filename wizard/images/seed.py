@@ -28,7 +28,7 @@ NODE_FILES = ("node.yml", "local.yml")
 ANSIBLE_CONTENT = ("ansible.cfg", "playbooks", "roles", "plugins")
 
 
-def _secrets_yaml(secrets: dict) -> bytes:
+def secrets_yaml(secrets: dict) -> bytes:
     return yamlfile.dump({f"vault_{k}": v for k, v in secrets.items() if v is not None}, header=False)
 
 
@@ -61,13 +61,13 @@ def files(opened: sites.Opened, node: str) -> tuple[dict[str, bytes], list[str]]
         if path.name != "vault.yml":
             out[f"inventory/group_vars/all/{path.name}"] = path.read_bytes()
     shared = {k: v for k, v in opened.site_secrets.items() if k not in CONTROLLER_ONLY_SECRETS}
-    private = {"inventory/group_vars/all/secrets.yml": _secrets_yaml(shared)}
+    private = {"inventory/group_vars/all/secrets.yml": secrets_yaml(shared)}
     for other in opened.site.sorted_nodes():
         for name in NODE_FILES:
             path = site_dir / "host_vars" / other.name / name
             if path.is_file():
                 out[f"inventory/host_vars/{other.name}/{name}"] = path.read_bytes()
-    private[f"inventory/host_vars/{node}/secrets.yml"] = _secrets_yaml(sites.node_secrets(opened, node))
+    private[f"inventory/host_vars/{node}/secrets.yml"] = secrets_yaml(sites.node_secrets(opened, node))
     out[f"inventory/host_vars/{node}/firstboot.yml"] = yamlfile.dump(
         {"ansible_connection": "local", "ansible_python_interpreter": f"{ANSIBLE_VENV}/bin/python"}, header=False)
     out["ansible.tar.gz"] = ansible_tarball()

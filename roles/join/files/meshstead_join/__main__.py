@@ -1,0 +1,99 @@
+"""python3 -m meshstead_join serve|join: the hub's service and the joining
+node's client as commands. Exit 0 on success, 1 with one line on stderr when
+the join is refused or cannot be made, 2 for usage errors."""
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import re
+import ssl
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import client, kit, service, token
+from .state import write_atomic
+
+PROG = "meshstead-join"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """ADDR:PORT or [IPv6]:PORT; the join port when PORT is left out."""
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?", text) or re.fullmatch(r"([0-9.]+)(?::(\d+))?", text)
+    try:
+        address = ipaddress.ip_address(match.group(1)) if match else None
+    except ValueError:
+        address = None
+    port = int(match.group(2)) if match and match.group(2) else token.JOIN_PORT
+    if address is None or not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR:PORT or [IPv6]:PORT")
+    return str(address), port
+
+
+def _serve(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        server = service.serve(args.kit, args.state, args.cert, args.key, args.listen)
+    except (kit.KitError, OSError, ssl.SSLError, ValueError) as exc:
+        print(f"{PROG}: cannot serve joins: {exc}", file=sys.stderr)
+        return 1
+    host, port = server.server_address[:2]
+    logging.info("serving joins at %s", token.format_endpoint((ipaddress.ip_address(host), port)))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _join(args) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8") if args.file else args.invite
+        identity = yaml.safe_load(args.identity.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        print(f"{PROG}: cannot read the invite or the identity: {exc}", file=sys.stderr)
+        return 2
+    try:
+        answer = client.join(text, identity, deadline=args.deadline)
+    except client.JoinError as exc:
+        print(f"{PROG}: {exc.problem}: {exc}", file=sys.stderr)
+        return 1
+    data = (json.dumps(answer, indent=1, ensure_ascii=False) + "\n").encode()
+    if args.out:
+        write_atomic(args.out, data, 0o600)  # the answer holds the site's network-wide secrets
+    else:
+        os.write(sys.stdout.fileno(), data)
+    node = answer["node"]
+    print(f"joined as {node['node_name']} (index {node['node_index']}, {node['node_mesh_ipv4']})", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description="Join a meshstead site by invite.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve joins on a hub")
+    serve.add_argument("--kit", type=Path, required=True, help="the kit the controller gave this hub")
+    serve.add_argument("--state", type=Path, required=True, help="this hub's record of joins")
+    serve.add_argument("--cert", type=Path, required=True, help="the hub's join certificate (join_tls_cert)")
+    serve.add_argument("--key", type=Path, required=True, help="its private key (join_tls_key)")
+    serve.add_argument("--listen", type=parse_listen, default=("::", token.JOIN_PORT),
+                       help=f"ADDR:PORT or [IPv6]:PORT (default [::]:{token.JOIN_PORT})")
+    join = commands.add_parser("join", help="join the site an invite is for")
+    source = join.add_mutually_exclusive_group(required=True)
+    source.add_argument("invite", nargs="?", help="the invite's text")
+    source.add_argument("--file", type=Path, help="a file holding the invite's text")
+    join.add_argument("--identity", type=Path, required=True, help="YAML of the node's public identity variables")
+    join.add_argument("--deadline", type=float, default=client.DEADLINE,
+                      help=f"seconds to keep trying (default {client.DEADLINE})")
+    join.add_argument("--out", type=Path, help="write the answer (JSON, mode 0600) here instead of stdout")
+    args = parser.parse_args(argv)
+    return _serve(args) if args.command == "serve" else _join(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
