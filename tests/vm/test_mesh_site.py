@@ -175,8 +175,10 @@ def test_a_wrong_sae_passphrase_never_makes_a_neighbour(mesh_site):
     finally:
         sh(lab, "n3", f"cp -p /root/good.conf {conf} && systemctl restart meshstead-mesh")
         # Its neighbours block a peer that failed SAE three times (wpa_supplicant's
-        # MESH-SAE-AUTH-BLOCKED, 60 s and doubling): a restart forgets it.
-        for peer in ("n1", "n2"):
+        # MESH-SAE-AUTH-BLOCKED, 10 s doubling up to 300 s, kept for as long as the
+        # station entry lives): a restart forgets it. n0 too: the lab drops only
+        # data frames between n0 and n3, their SAE frames still meet.
+        for peer in ("n0", "n1", "n2"):
             sh(lab, peer, "systemctl restart meshstead-mesh")
     assert wait_for(lambda: neighbours(lab, "n3"), 120, interval=3), "with the right passphrase again: no neighbour"
 
@@ -185,10 +187,19 @@ def test_bat0_comes_back_after_a_reboot(mesh_site):
     lab, site = mesh_site["lab"], mesh_site["site"]
     n3 = site.node_facts(site.nodes["n3"])
     lab.restart_node("n3")
+    back = time.monotonic()
     addrs = lambda: sh(lab, "n3", "ip -o addr show dev bat0").stdout  # noqa: E731
     assert wait_for(lambda: f" {n3['node_mesh_ipv4']}/" in addrs() and f" {n3['node_mesh_ipv6']}/" in addrs(), 120)
-    assert wait_for(lambda: sh(lab, "n0", f"ping -c 1 -W 2 {n3['node_mesh_ipv4']}").returncode == 0, 120), \
-        "n0 cannot reach the rebooted n3: " + "".join(
+    # The booting node's SAE handshakes compete with its boot for the emulated
+    # CPU and can outlast wpa_supplicant's 10-s SAE timer; the peer is then backed
+    # off (10 s, doubling). Rounds of 5 reboots measured n0 reaching n3 6-13 s
+    # after n3's sshd on a quiet host, 12-91 s with the host's cores kept busy.
+    reached = wait_for(lambda: all(sh(lab, "n0", f"ping -c 1 -W 2 {site.node_facts(site.nodes[n])['node_mesh_ipv4']}")
+                                   .returncode == 0 for n in ("n3", "n1", "n2")), 300, interval=2)
+    if reached:
+        print(f"reboot: n0 reaches n1, n2 and n3 {reached - back:.1f} s after n3's sshd")
+    assert reached, \
+        "n0 cannot reach the rebooted n3 (or lost n1/n2): " + "".join(
             sh(lab, node, f"echo == {node}; iw dev wlan0 station dump | grep -E 'Station|plink|inactive'; "
                           "batctl meshif bat0 n; journalctl -u meshstead-mesh -n 15 --no-pager -o cat").stdout
             for node in ("n3", "n1", "n2"))
