@@ -26,13 +26,13 @@ kit = nodeside.module("kit")
 
 
 def test_the_package_needs_only_what_a_node_image_ships():
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text())
         absolute = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}
         absolute |= {node.module.split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and not node.level}
-        assert absolute - set(sys.stdlib_module_names) <= {"cryptography", "yaml"}, path.name
+        assert absolute - set(sys.stdlib_module_names) <= {"cryptography", "yaml"}, path.relative_to(PACKAGE)
 
 
 def test_the_wizard_s_token_is_the_package_s():
@@ -73,6 +73,7 @@ def test_the_wizard_and_a_hub_give_a_node_the_same_addresses(plan):
 def test_the_identity_names_are_wizard_identity_s():
     assert identity.PUBLIC_VARS == PUBLIC_NODE_VARS
     assert identity.PRIVATE_VARS == PRIVATE_NODE_VARS
+    assert list(identity.CHECKS) == list(nodeside.module("keys").PUBLIC_VARS)  # every program is checked
 
 
 def test_a_kit_with_a_node_s_private_keys_is_refused(base_site, tmp_path):
@@ -116,3 +117,26 @@ def test_the_commands_serve_and_join(base_site, identities, tmp_path):
         serving.terminate()
         serving.wait(timeout=10)
     assert "admitted garden (index 3)" in serving.stderr.read()
+
+
+def test_wizard_identity_is_the_package_s_key_generation():
+    """One copy: the wizard's modules are the node-side package's own objects."""
+    from wizard.identity import encoding, join, nncp, ssh, syncthing, tinc, yggdrasil
+    for name, module in {"encoding": encoding, "join": join, "nncp": nncp, "ssh": ssh, "syncthing": syncthing,
+                         "tinc": tinc, "yggdrasil": yggdrasil}.items():
+        assert module is nodeside.module(f"keys.{name}"), name
+        assert Path(module.__file__) == PACKAGE / "keys" / f"{name}.py"
+    assert nodeside.module("keys").PUBLIC_VARS is __import__("wizard.identity").identity.PUBLIC_VARS
+
+
+def test_a_fresh_worker_process_can_run_the_wizard_s_generate(tmp_path):
+    """generate_many's pool pickles `generate` by name; a worker started afresh
+    (spawn, forkserver) must find it without the nodeside loader having run."""
+    import pickle
+
+    from wizard.identity import node as node_identity
+    script = ("import pickle, sys; generate = pickle.loads(sys.stdin.buffer.read()); "
+              f"public, private = generate('w.test.internal'); print(sorted(public) == {sorted(PUBLIC_NODE_VARS)!r})")
+    done = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(node_identity.generate),
+                          capture_output=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == b"True", done.stderr.decode()

@@ -1,31 +1,16 @@
-"""Node identities, one module per program: pure functions, no prompting, no I/O.
-
-Each module offers ``generate()`` returning ``(public, private)`` dicts whose keys
-are the inventory variable names documented in docs/inventory.md (private ones
-without their ``vault_`` prefix). The contract below names them all, once: the
-inventory writer and reader, the vault and the tests take the names from here.
+"""Node identities: the node-side package's key generation
+(roles/join/files/meshstead_join/keys/), one copy for the controller and the
+nodes that make their own keys when they join. Its modules are importable here
+under their old names (wizard.identity.tinc, …); signing.py (the site's key,
+which only the controller has) and generate_many (node.py) are the wizard's.
 """
 
-# Public identity of a node, per program: stored in host_vars/<node>/node.yml.
-PUBLIC_VARS = {
-    "tinc": ("tinc_public_key",),
-    "yggdrasil": ("yggdrasil_public_key", "yggdrasil_address", "yggdrasil_subnet"),
-    "syncthing": ("syncthing_device_id", "syncthing_cert"),
-    "nncp": ("nncp_id", "nncp_exchpub", "nncp_signpub", "nncp_noisepub"),
-    "ssh": ("ssh_host_ed25519_public_key", "ssh_host_ed25519_fingerprint"),
-    "join": ("join_tls_cert", "join_pin"),
-}
+from ..nodeside import module
 
-# Private keys, per program: node.yml names them, host_vars/<node>/vault.yml
-# holds them as vault_<name>. A node that made its own keys has none of them.
-PRIVATE_VARS = {
-    "tinc": ("tinc_private_key",),
-    "yggdrasil": ("yggdrasil_private_key",),
-    "syncthing": ("syncthing_key",),
-    "nncp": ("nncp_exchprv", "nncp_signprv", "nncp_noiseprv"),
-    "ssh": ("ssh_host_ed25519_private_key",),
-    "join": ("join_tls_key",),
-}
+_keys = module("keys")
 
-PUBLIC_NODE_VARS = tuple(name for names in PUBLIC_VARS.values() for name in names)
-PRIVATE_NODE_VARS = tuple(name for names in PRIVATE_VARS.values() for name in names)
+# The contract: which variables each program's identity is (docs/inventory.md).
+PUBLIC_VARS = _keys.PUBLIC_VARS
+PRIVATE_VARS = _keys.PRIVATE_VARS
+PUBLIC_NODE_VARS = _keys.PUBLIC_NODE_VARS
+PRIVATE_NODE_VARS = _keys.PRIVATE_NODE_VARS

@@ -1,24 +1,21 @@
-"""All identities of one node, generated in-process (in parallel for many)."""
+"""All identities of one node (the node-side package's keys.node), in
+parallel for many."""
 
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from . import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS, join, nncp, ssh, syncthing, tinc, yggdrasil
+from ..nodeside import module
+
+_node = module("keys.node")
 
 
 def generate(fqdn: str) -> tuple[dict, dict]:
-    """Return (public, private) inventory variables for a new node."""
-    public: dict = {}
-    private: dict = {}
-    for pub, prv in (tinc.generate(), yggdrasil.generate(), syncthing.generate(), nncp.generate(),
-                     ssh.generate(f"root@{fqdn}"), join.generate(fqdn)):
-        public.update(pub)
-        private.update(prv)
-    # The contract in wizard/identity is what the inventory stores: a key a
-    # module adds or drops without it would silently go missing there.
-    if set(public) != set(PUBLIC_NODE_VARS) or set(private) != set(PRIVATE_NODE_VARS):
-        raise RuntimeError("identity modules and the contract in wizard/identity disagree")
-    return public, private
+    """Return (public, private) inventory variables for a new node.
+
+    A function of this module, not the package's own: a process pool pickles
+    it by name, and a worker started afresh (spawn, forkserver) can import
+    wizard.identity.node but not meshstead_join, which only nodeside loads."""
+    return _node.generate(fqdn)
 
 
 def generate_many(fqdns: list[str], progress=None) -> list[tuple[dict, dict]]:

@@ -1,6 +1,6 @@
 """The public identity a joining node sends: each variable's form, and where
 one variable derives from another (a pin, a fingerprint, an id), that they
-agree. The names are wizard/identity's PUBLIC_VARS (a test holds them equal).
+agree. The names are the keys package's PUBLIC_NODE_VARS.
 
 A node sends only public keys; nothing here sees a private one."""
 
@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from . import token
+from . import keys, token
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DEVICE_ID = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$")
@@ -109,20 +109,14 @@ def _join(v: dict) -> None:
         raise IdentityError("join_pin is not the pin of join_tls_cert")
 
 
-# Program -> (its public variables, their check), in wizard/identity's order.
-CHECKS = {
-    "tinc": (("tinc_public_key",), _tinc),
-    "yggdrasil": (("yggdrasil_public_key", "yggdrasil_address", "yggdrasil_subnet"), _yggdrasil),
-    "syncthing": (("syncthing_device_id", "syncthing_cert"), _syncthing),
-    "nncp": (("nncp_id", "nncp_exchpub", "nncp_signpub", "nncp_noisepub"), _nncp),
-    "ssh": (("ssh_host_ed25519_public_key", "ssh_host_ed25519_fingerprint"), _ssh),
-    "join": (("join_tls_cert", "join_pin"), _join),
-}
-PUBLIC_VARS = tuple(name for names, _ in CHECKS.values() for name in names)
+# Program -> the check of its public variables; the names are the keys
+# package's contract, the one the wizard and a node that makes its keys use.
+CHECKS = {"tinc": _tinc, "yggdrasil": _yggdrasil, "syncthing": _syncthing, "nncp": _nncp, "ssh": _ssh,
+          "join": _join}
+PUBLIC_VARS = keys.PUBLIC_NODE_VARS
 # Private keys never travel; a kit's node.yml names them (as vault references),
 # and the answer leaves them out.
-PRIVATE_VARS = ("tinc_private_key", "yggdrasil_private_key", "syncthing_key", "nncp_exchprv", "nncp_signprv",
-                "nncp_noiseprv", "ssh_host_ed25519_private_key", "join_tls_key")
+PRIVATE_VARS = keys.PRIVATE_NODE_VARS
 
 
 def check(identity) -> dict:
@@ -140,6 +134,6 @@ def check(identity) -> dict:
     not_text = [name for name in PUBLIC_VARS if not isinstance(identity[name], str)]
     if not_text:
         raise IdentityError(f"{not_text[0]} is not text")
-    for _names, check_program in CHECKS.values():
+    for check_program in CHECKS.values():
         check_program(identity)
     return {name: identity[name] for name in PUBLIC_VARS}
