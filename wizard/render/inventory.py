@@ -1,6 +1,6 @@
 """The site model rendered as an Ansible inventory (see docs/inventory.md)."""
 
-from .. import meshparams
+from .. import meshparams, nodeside
 from ..identity import PRIVATE_VARS, PUBLIC_VARS
 from ..invites import record
 from ..model import Node, Site
@@ -13,11 +13,12 @@ FORMAT = 1
 # The mesh interface every role works on, unless a node's own variables
 # (the lab's, or the user's local.yml) say otherwise: batman-adv's.
 MESH_INTERFACE = "bat0"
-DEBIAN_PLATFORMS = ("rpi3", "rpi4", "rpi5", "pizero2w", "amd64")
-SERVICE_GROUPS = {"syncthing": "syncthing_nodes", "nncp": "nncp_nodes", "portal": "portal_nodes",
-                  "mail": "mail_nodes"}
-ROLE_GROUPS = {"hub": "hubs", "gateway": "gateways", "dns": "dns_servers"}
-GROUPS = ("debian", "openwrt", *ROLE_GROUPS.values(), "tinc_nodes", "yggdrasil_nodes", *SERVICE_GROUPS.values())
+# The groups are the node-side package's (a joining node adds itself with them).
+_groups = nodeside.module("groups")
+DEBIAN_PLATFORMS = _groups.DEBIAN_PLATFORMS
+SERVICE_GROUPS = _groups.SERVICE_GROUPS
+ROLE_GROUPS = _groups.ROLE_GROUPS
+GROUPS = _groups.GROUPS
 
 
 def site_vars(site: Site, has_admin_password: bool) -> dict:
@@ -50,17 +51,10 @@ def site_vars(site: Site, has_admin_password: bool) -> dict:
 
 
 def hosts(site: Site) -> dict:
-    groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+    data = _groups.empty()
     for node in site.sorted_nodes():
-        groups["debian" if node.platform in DEBIAN_PLATFORMS else "openwrt"].append(node.name)
-        for role in node.roles:
-            groups[ROLE_GROUPS[role]].append(node.name)
-        for overlay in site.settings.overlay:
-            groups[f"{overlay}_nodes"].append(node.name)
-        for service in site.settings.services:
-            groups[SERVICE_GROUPS[service]].append(node.name)
-    return {"all": {"children": {name: {"hosts": {m: None for m in members}} if members else {}
-                                 for name, members in groups.items()}}}
+        _groups.add_host(data, node.name, node.platform, node.roles, site.settings.overlay, site.settings.services)
+    return data
 
 
 def node_vars(site: Site, node: Node) -> dict:
