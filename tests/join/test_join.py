@@ -242,3 +242,18 @@ def test_no_hub_listening_gives_up_at_the_deadline(identities, base_site, tmp_pa
         client.join(hub.invite("garden"), identities[0], deadline=1.5, first_delay=0.1)
     assert caught.value.problem == "unreachable"
     assert 1.4 <= time.monotonic() - started < 5
+
+
+def test_an_answer_that_does_not_carry_the_sent_identity_is_refused(hub, identities, monkeypatch):
+    """The node pairs its private keys with the node.yml the hub sends back."""
+    answer = service.Hub.answer
+
+    def swapped(self, request):
+        result = answer(self, request)
+        result["node"]["tinc_public_key"] = identities[1]["tinc_public_key"]
+        return result
+
+    monkeypatch.setattr(service.Hub, "answer", swapped)
+    with pytest.raises(client.JoinError, match="does not carry the identity the node sent .tinc_public_key.") as err:
+        client.join(hub.invite("garden"), identities[0], **quick())
+    assert err.value.problem == "answer"

@@ -10,14 +10,16 @@ import os
 import re
 import ssl
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
-from . import client, kit, service, token
+from . import client, kit, ownkeys, seed, service, token
 from .state import write_atomic
 
 PROG = "meshstead-join"
+STATE = Path("/var/lib/meshstead/join")  # the node's own keys and its last answer, root only
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -51,25 +53,58 @@ def _serve(args) -> int:
     return 0
 
 
+def _identity(args, text: str):
+    """(public identity to send, private keys or None): from --identity, or
+    the node's own keys, made once in the state directory."""
+    if args.identity:
+        return yaml.safe_load(args.identity.read_text(encoding="utf-8")), None
+    # A malformed or expired invite makes no keys.
+    invite = token.peek(text.strip(), time.time())
+    public, private, made = ownkeys.load_or_make(args.state, invite.name)
+    where = args.state / ownkeys.KEYS_FILE
+    print(f"{'made the node' if made else 'using the node'}'s own keys ({where})", file=sys.stderr)
+    return public, private
+
+
 def _join(args) -> int:
     try:
         text = args.file.read_text(encoding="utf-8") if args.file else args.invite
-        identity = yaml.safe_load(args.identity.read_text(encoding="utf-8"))
+        # Read before the join: a hub answers a join once.
+        tarball = args.ansible.read_bytes() if args.ansible else None
+        identity, private = _identity(args, text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        print(f"{PROG}: cannot read the invite or the identity: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot read the invite, the identity, the roles or the node's keys: {exc}", file=sys.stderr)
         return 2
+    except token.InviteError as exc:
+        print(f"{PROG}: {exc.problem}: {exc}", file=sys.stderr)
+        return 1
+    except ownkeys.KeysError as exc:
+        print(f"{PROG}: keys: {exc}", file=sys.stderr)
+        return 1
     try:
         answer = client.join(text, identity, deadline=args.deadline)
     except client.JoinError as exc:
         print(f"{PROG}: {exc.problem}: {exc}", file=sys.stderr)
         return 1
     data = (json.dumps(answer, indent=1, ensure_ascii=False) + "\n").encode()
-    if args.out:
-        write_atomic(args.out, data, 0o600)  # the answer holds the site's network-wide secrets
-    else:
-        os.write(sys.stdout.fileno(), data)
     node = answer["node"]
     print(f"joined as {node['node_name']} (index {node['node_index']}, {node['node_mesh_ipv4']})", file=sys.stderr)
+    if private is not None:
+        # Kept before anything else: the hub answers a join once.
+        write_atomic(args.state / "answer.json", data, 0o600)
+        seed_dir = args.seed or args.state / "seed"
+        try:
+            seed.write(seed_dir, answer, private, tarball)
+        except OSError as exc:
+            print(f"{PROG}: seed: cannot write the seed to {seed_dir}: {exc} (the answer is in "
+                  f"{args.state / 'answer.json'})", file=sys.stderr)
+            return 1
+        print(f"wrote the seed to {seed_dir}" + ("" if args.ansible else " (without ansible.tar.gz)"),
+              file=sys.stderr)
+    if args.out:
+        write_atomic(args.out, data, 0o600)  # the answer holds the site's network-wide secrets
+    elif private is None:
+        os.write(sys.stdout.fileno(), data)
     return 0
 
 
@@ -87,11 +122,20 @@ def main(argv=None) -> int:
     source = join.add_mutually_exclusive_group(required=True)
     source.add_argument("invite", nargs="?", help="the invite's text")
     source.add_argument("--file", type=Path, help="a file holding the invite's text")
-    join.add_argument("--identity", type=Path, required=True, help="YAML of the node's public identity variables")
+    join.add_argument("--identity", type=Path,
+                      help="YAML of the node's public identity variables (default: the node makes its own keys "
+                           "and keeps them in --state)")
+    join.add_argument("--state", type=Path, default=STATE,
+                      help=f"where the node keeps its own keys and the answer (default {STATE})")
+    join.add_argument("--seed", type=Path,
+                      help="write the seed (docs/seed.md's meshstead/ directory) here (default STATE/seed)")
+    join.add_argument("--ansible", type=Path, help="an ansible.tar.gz to put into the seed")
     join.add_argument("--deadline", type=float, default=client.DEADLINE,
                       help=f"seconds to keep trying (default {client.DEADLINE})")
     join.add_argument("--out", type=Path, help="write the answer (JSON, mode 0600) here instead of stdout")
     args = parser.parse_args(argv)
+    if args.command == "join" and args.identity and (args.seed or args.ansible):
+        parser.error("--seed and --ansible need the node's own keys (leave out --identity)")
     return _serve(args) if args.command == "serve" else _join(args)
 
 

@@ -70,7 +70,7 @@ def _exchange(endpoint: token.Endpoint, expected_pin: bytes, request: bytes, tim
         raise _NoAnswer(f"{where}: {exc}") from None
 
 
-def _check_answer(answer: dict, invite: token.Invite, text: str) -> dict:
+def _check_answer(answer: dict, invite: token.Invite, text: str, identity: dict) -> dict:
     if answer.get("ok") is False:
         problem, message = answer.get("problem"), answer.get("message")
         if not isinstance(problem, str) or not isinstance(message, str):
@@ -83,6 +83,11 @@ def _check_answer(answer: dict, invite: token.Invite, text: str) -> dict:
     if node.get("node_name") != invite.name:
         raise JoinError("answer", f"the hub admitted {node.get('node_name')!r}, not {invite.name!r} as the invite "
                         "grants")
+    # The node's seed pairs its private keys with the node.yml the hub sent.
+    changed = sorted(name for name, value in identity.items() if node.get(name) != value) \
+        if isinstance(identity, dict) else []
+    if changed:
+        raise JoinError("answer", f"the hub's answer does not carry the identity the node sent ({changed[0]})")
     # The node learns the site's key from the hub: the invite must be that site's.
     try:
         token.verify(text, base64.b64decode(site["vars"].get("site_signing_public_key", "")))
@@ -119,7 +124,7 @@ def join(text: str, identity: dict, now: float | None = None, *, site_key: bytes
                 answer = _exchange(endpoint, invite.pin, request, min(attempt_timeout, left))
             except _NoAnswer:
                 continue
-            return _check_answer(answer, invite, text)
+            return _check_answer(answer, invite, text, identity)
         left = deadline - (clock() - started)
         if left <= 0:
             break
