@@ -89,6 +89,21 @@ def test_answers_file_with_nodes(tmp_path, admin_key):
     assert snapshot(directory) == before
 
 
+def test_init_with_many_nodes_makes_their_keys_in_a_process_pool(tmp_path, admin_key):
+    """Four or more nodes at once go through generate_many's process pool,
+    whose workers run the node-side package's key generation."""
+    answers = tmp_path / "answers.yml"
+    names = [f"n{i}" for i in range(1, 6)]
+    answers.write_text(yaml.safe_dump({"name": "many", "country": "de", "admin_ssh_key": str(admin_key),
+                                       "nodes": [{"name": name} for name in names]}))
+    directory = tmp_path / "site"
+    made = run_cli("init", directory, "--answers", answers)
+    assert made.returncode == 0, made.stderr
+    nodes = [yaml.safe_load((directory / "host_vars" / name / "node.yml").read_text()) for name in names]
+    assert len({node["tinc_public_key"] for node in nodes}) == len({node["join_pin"] for node in nodes}) == 5
+    assert all(node["ssh_host_ed25519_public_key"].endswith(f"root@{node['node_fqdn']}") for node in nodes)
+
+
 @pytest.mark.parametrize("args, field", [
     (["--set", "country=XX"], "country"),
     (["--set", "name=Bad_Name"], "name"),
