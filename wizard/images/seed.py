@@ -7,18 +7,18 @@ gives them. Nothing of another node's secrets, and never the site's signing key
 (only the controller signs invites)."""
 
 import datetime
-import hashlib
 import io
-import json
 import tarfile
 from pathlib import Path
 
-from .. import sites
+from .. import nodeside, sites
 from ..render import yamlfile
 from ..resources import ansible_home
 from .base import ANSIBLE_VENV
 
-FORMAT = 1
+# seed.json is written by the node-side package's seed.py, which a joined node writes its seed with.
+_node_seed = nodeside.module("seed")
+FORMAT = _node_seed.FORMAT
 SEED_DIR = "meshstead"
 # Only the controller holds these: they are never written into a seed.
 CONTROLLER_ONLY_SECRETS = {"site_signing_private_key"}
@@ -77,11 +77,8 @@ def files(opened: sites.Opened, node: str) -> tuple[dict[str, bytes], list[str]]
 
 def manifest(opened: sites.Opened, node: str, content: dict[str, bytes], private: list[str]) -> bytes:
     settings = opened.site.settings
-    made = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return (json.dumps({
-        "format": FORMAT, "site_id": settings.site_id, "site_name": settings.name, "node": node, "made": made,
-        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(content.items())},
-        "private": private}, indent=2) + "\n").encode()
+    return _node_seed.manifest(settings.site_id, settings.name, node, content, private,
+                               datetime.datetime.now(datetime.UTC))
 
 
 def seed(opened: sites.Opened, node: str) -> dict[str, bytes]:

@@ -75,11 +75,11 @@ def files(answer: dict, private: dict, tarball: bytes | None = None) -> tuple[di
     return out, sorted(secret)
 
 
-def manifest(answer: dict, content: dict[str, bytes], private: list[str], made: datetime.datetime) -> bytes:
-    site_vars = answer["site"]["vars"]
+def manifest(site_id: str, site_name: str | None, node: str, content: dict[str, bytes], private: list[str],
+             made: datetime.datetime) -> bytes:
+    """seed.json: one writer for the controller's seeds and a joined node's."""
     return (json.dumps({
-        "format": FORMAT, "site_id": site_vars["meshstead_site_id"], "site_name": site_vars.get("site_name"),
-        "node": answer["node"]["node_name"],
+        "format": FORMAT, "site_id": site_id, "site_name": site_name, "node": node,
         "made": made.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(content.items())},
         "private": private}, indent=2) + "\n").encode()
@@ -97,6 +97,8 @@ def write(directory: Path, answer: dict, private: dict, tarball: bytes | None = 
         path = directory / rel
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(path, data, 0o600 if rel in secret else 0o644)
-    write_atomic(directory / "seed.json", manifest(answer, content, secret, datetime.datetime.now(datetime.UTC)),
-                 0o644)
+    site_vars = answer["site"]["vars"]
+    made = manifest(site_vars["meshstead_site_id"], site_vars.get("site_name"), answer["node"]["node_name"], content,
+                    secret, datetime.datetime.now(datetime.UTC))
+    write_atomic(directory / "seed.json", made, 0o644)
     return ["seed.json", *sorted(content)]
