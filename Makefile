@@ -6,7 +6,7 @@ PYTHON ?= python3
 # Real programs the tests run and the lab needs on the host.
 HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nftables iproute2 \
 	iputils-ping mmdebstrap systemd-container apt-utils dpkg-dev arch-test netcat-openbsd \
-	zbar-tools dnsutils ca-certificates \
+	zbar-tools dnsutils ca-certificates python3-cryptography python3-yaml \
 	qemu-system-x86 qemu-utils e2fsprogs ovmf dosfstools mtools fdisk zstd
 DEMO_SITE ?= inventory/demo
 
