@@ -28,9 +28,13 @@ def admin_key(tmp_path):
 
 
 def run_cli(*args, input=None, env=None, timeout=120):
-    """Run the real command in a subprocess, as a user would."""
+    """Run the real command in a subprocess, as a user would.  Without `input`
+    stdin is empty, never the caller's (Ansible refuses an inherited
+    non-blocking stdin, as a background test run has)."""
+    stdin = subprocess.DEVNULL if input is None else None
     return subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, input=input,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+                          stdin=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=timeout)
 
 
 def make_site(directory, admin_key, *settings, nodes=(), env=None) -> Path:

@@ -157,7 +157,39 @@ def test_cut_link_and_restore(mesh):
     print(f"restore took effect in {time.monotonic() - start:.1f}s")
 
 
-def test_restart_node_gets_radio_and_filters_back(radio_lab, mesh):
+def stations(lab: RadioLab, node: str) -> str:
+    """The 802.11 stations (mesh peers) `node`'s radio knows, whatever their state."""
+    return run_in(lab, node, "iw dev wlan0 station dump | grep ^Station || true")
+
+
+def test_unlinked_radios_hear_nothing_of_each_other(mesh):
+    # Not only data: no beacon or peering frame either, so n0 never even lists
+    # n2 as a station (as a node out of radio range would not be).
+    assert mac(1) in stations(mesh, "n0") and mac(1) in stations(mesh, "n2")
+    assert mac(2) not in stations(mesh, "n0")
+    assert mac(0) not in stations(mesh, "n2")
+
+
+def test_spare_radio_hears_every_node(radio_lab, mesh):
+    # Joined to the nodes' (open) mesh for a moment, the spare radio peers with
+    # every node: a client station can reach any node's access point.
+    spare = radio_lab.lab.spare_radio()
+    iface = spare["interface"]
+    join = (f"ip link set {iface} down; iw dev {iface} set type mp; ip link set {iface} up; "
+            f"iw dev {iface} mesh join TEST freq 2412 mesh_fwding=0")
+    leave = f"iw dev {iface} mesh leave; ip link set {iface} down; iw dev {iface} set type managed"
+    lab = radio_lab.lab
+    assert lab.guest_exec_capture(["sh", "-c", join], timeout=60).returncode == 0
+    try:
+        heard = wait_for("the spare radio peers with every node", lambda: (
+            lambda out: out if all(mac(i) in out for i in range(3)) else None)(
+            lab.guest_exec_capture(["iw", "dev", iface, "station", "dump"], timeout=60).stdout), 60, interval=2)
+        assert heard
+    finally:
+        lab.guest_exec_capture(["sh", "-c", leave], timeout=60)
+
+
+def test_restart_node_gets_radio_and_range_back(radio_lab, mesh):
     lab = radio_lab.lab
     run_in(lab, "n2", "echo provisioned > /etc/meshstead-provisioned")
     start = time.monotonic()
@@ -167,18 +199,8 @@ def test_restart_node_gets_radio_and_filters_back(radio_lab, mesh):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == "provisioned"  # the node's disk survives its reboot
     assert mac(2) in proc.stdout  # a fresh wlan0 on its own radio
-    # The topology still holds: n2 drops n0's frames.
-    filters = run_in(lab, "n2", "tc filter show dev wlan0 ingress")
-    assert mac(0) in filters
-    assert mac(1) not in filters
-
-
-def test_filters_follow_interfaces_made_later(mesh):
-    # Provisioning may add interfaces on the radio (the access point): the guest's
-    # guard gives them the node's filters too.
-    run_in(mesh, "n0", "iw dev wlan0 interface add ap0 type __ap")
-    try:
-        wait_for("n0's ap0 drops n2's radio", lambda: mac(2) in run_in(
-            mesh, "n0", "tc filter show dev ap0 ingress"), 30)
-    finally:
-        run_in(mesh, "n0", "iw dev ap0 del")
+    # The topology still holds: the re-made mesh hears n1 and never n0.
+    run_in(lab, "n2", MESH_SETUP.format(addr=bat_addr(2)))
+    wait_for("n2 hears n1 again", lambda: (neighbour_last_seen(lab, "n2", mac(1)) or 99) < 3, 60)
+    wait_for("n2 routes to n0 via n1", lambda: next_hop(lab, "n2", mac(0)) == mac(1), 60)
+    assert mac(0) not in stations(lab, "n2")

@@ -36,8 +36,7 @@ GUEST_PACKAGES = (
 NODE_BASE_PACKAGES = tuple(sorted(set(rootfs.BASE_PACKAGES) | set(aptrepo.lab_packages())))
 # Guest-wide tweaks after the package install; part of the cache key.
 GUEST_COMMANDS = (
-    ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service",
-     "meshstead-radio-guard.timer"],
+    ["systemctl", "enable", "systemd-networkd.service", "meshstead-guest.service"],
     # A getty on the serial console hangs up other writers (our console log).
     # Nodes start as a fresh install would: the roles enable the services they
     # run; Debian enables these at install.

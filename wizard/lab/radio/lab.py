@@ -92,24 +92,31 @@ class RadioLab(LabBase):
         if not hostkey.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@meshstead-radio",
                      "-f", str(hostkey)], what="ssh-keygen guest host key")
-        self._write_blocked(st)
+        self._write_topology(st)
 
-    def _write_blocked(self, st: dict[str, Any]) -> None:
+    def _write_topology(self, st: dict[str, Any]) -> None:
+        """Which radios hear each other (topology.radio_groups), for the guest's radio-range."""
         order = self._order(st)
         blocked = topo.blocked_peers(order, st["topology"], st["cuts"])
+        masks, spare = topo.radio_groups(order, st["topology"], st["cuts"])
+        groups = {st["nodes"][n]["radio"]: masks[n] for n in order}
+        groups[st["radios"] - 1] = spare
         for node in order:
-            macs = [m for peer in blocked[node]
-                    for m in guest.hwsim_macs(st["nodes"][peer]["radio"])]
             d = self.share / "nodes" / node
             d.mkdir(parents=True, exist_ok=True)
             (d / "radio").write_text(f"{st['nodes'][node]['radio']}\n")
-            (d / "blocked").write_text("".join(f"{m}\n" for m in macs))
+        g = self.share / "guest"
+        g.mkdir(parents=True, exist_ok=True)
+        tmp = g / "groups.tmp"
+        tmp.write_text("".join(f"{k} {mask:x}\n" for k, mask in sorted(groups.items())))
+        tmp.replace(g / "groups")  # the guest never reads half a file
         lab = {"name": self.name, "topology": st["topology"], "cuts": st["cuts"],
                "guest_addresses": st["guest_addresses"], "spare_radio": st["radios"] - 1,
+               "spare_group": f"{spare:x}",
                "nodes": {n: {"radio": st["nodes"][n]["radio"], "ipv4": st["nodes"][n]["ipv4"],
                              "ipv6": st["nodes"][n]["ipv6"],
                              "macs": list(guest.hwsim_macs(st["nodes"][n]["radio"])),
-                             "blocked": blocked[n]} for n in order},
+                             "group": f"{masks[n]:x}", "blocked": blocked[n]} for n in order},
                "links": topo.link_states(order, st["topology"], st["cuts"])}
         (self.share / "lab.json").write_text(json.dumps(lab, indent=2, sort_keys=True) + "\n")
 
@@ -246,6 +253,7 @@ class RadioLab(LabBase):
                 rec.update(address=spec.address, ipv4=spec.ipv4, ipv6=spec.ipv6)
             order = self._order(st)
             topo.allowed(order, topology)  # validates before any change
+            topo.radio_groups(order, topology, [])
             st["topology"] = topology
             st.setdefault("cuts", [])
             st["radios"] = len(order) + 1  # the last one is the spare for a client station
@@ -279,9 +287,8 @@ class RadioLab(LabBase):
                 self._boot_guest(st, image, say)
             else:
                 say("radio guest already running")
-                # Topology may have changed: re-apply every running node's filters.
-                self._ssh(st).check(["sh", "-c", f"for n in {' '.join(order)}; do "
-                                     f"{LIB}/node-filter $n; done"], what="apply radio filters")
+                # Topology may have changed: re-apply the radios' range.
+                self._ssh(st).check([f"{LIB}/radio-range"], what="apply radio range")
             self._start_nodes(st, names, say)
             self._wait_node_ssh(st, names, say)
             return {n: self._conn(st, n) for n in names}
@@ -323,10 +330,9 @@ class RadioLab(LabBase):
                 cuts.append(pair)
             st["cuts"] = cuts
             self._save(st)
-            self._write_blocked(st)
+            self._write_topology(st)
             if self._running(st):
-                self._ssh(st).check(["sh", "-c", f"{LIB}/node-filter {a} && {LIB}/node-filter {b}"],
-                                    what=f"radio filters for {a}-{b}")
+                self._ssh(st).check([f"{LIB}/radio-range"], what=f"radio range for {a}-{b}")
 
     def _node_argv(self, node: str, command: Sequence[str]) -> tuple[guest.GuestSSH, list[str]]:
         st = self._load()

@@ -1,6 +1,11 @@
 """Which node pairs hear each other: the lab's topology, plus links cut by hand.
 
 Positions are the nodes' order in the lab (spec order); pairs are unordered.
+The guest applies it as radio range: mac80211_hwsim delivers a frame only to
+radios whose `group` bitmask shares a bit with the sender's, so every pair gets
+a bit, set on both radios while the pair is linked, and every node a bit shared
+with the spare (client station) radio alone.  Unlinked radios then hear nothing
+of each other: no data, no beacons, no SAE or peering frames.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from ..errors import LabError
 
 TOPOLOGIES = ("full", "line", "diamond")
+GROUP_BITS = 64  # mac80211_hwsim's group is a u64
+MAX_NODES = 10  # 45 pair bits + 10 client bits fit; 11 nodes would need 66
 Pair = frozenset[str]
 
 
@@ -55,3 +62,27 @@ def blocked_peers(names: Sequence[str], topology: str,
             out[a].append(b)
             out[b].append(a)
     return out
+
+
+def radio_groups(names: Sequence[str], topology: str,
+                 cuts: Iterable[Sequence[str]]) -> tuple[dict[str, int], int]:
+    """node -> its radio's hwsim group mask, and the spare radio's mask.
+
+    Bit i is pair i of `pairs(names)`; bit len(pairs) + k is node k's link to
+    the spare radio, which hears every node and lets no two nodes hear each
+    other through it.
+    """
+    if len(names) > MAX_NODES:
+        raise LabError(f"a radio lab has at most {MAX_NODES} nodes, not {len(names)} "
+                       f"(each radio link is one bit of mac80211_hwsim's {GROUP_BITS}-bit group)")
+    masks = {n: 0 for n in names}
+    for bit, link in enumerate(link_states(names, topology, cuts)):
+        if link["state"] == "up":
+            masks[str(link["a"])] |= 1 << bit
+            masks[str(link["b"])] |= 1 << bit
+    spare = 0
+    first_client = len(pairs(names))
+    for k, n in enumerate(names):
+        masks[n] |= 1 << (first_client + k)
+        spare |= 1 << (first_client + k)
+    return masks, spare
