@@ -31,7 +31,9 @@ class RadioLabRun:
     up_seconds: float
 
 
-@pytest.fixture(scope="session")
+# Module scope: the lab goes down when its tests are done, not at the end of the
+# session, where it would share the 2 cores with the whole radio site's guest.
+@pytest.fixture(scope="module")
 def radio_lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the radio lab needs root")

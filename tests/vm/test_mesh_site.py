@@ -20,12 +20,11 @@ from wizard import labsite, reach, sites
 from wizard.lab import open_lab
 from wizard.load import load_site
 
-# About 20-26 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
-# slower). Not in CI yet: on a loaded host n0 lost the mesh after n3's reboot
-# (2 of 4 runs), which a CI run must not depend on; MESHSTEAD_VM_SITE=1 runs it.
+# About 20-27 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
+# slower); CI runs it. MESHSTEAD_VM_SITE=0 leaves it out of a local vm run.
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(
-    os.environ.get("MESHSTEAD_VM_SITE") != "1",
-    reason="the whole radio site (~20-26 min) runs when asked: MESHSTEAD_VM_SITE=1")]
+    os.environ.get("MESHSTEAD_VM_SITE") == "0",
+    reason="the whole radio site (~20-27 min) is left out: MESHSTEAD_VM_SITE=0")]
 
 NODES = ["n0", "n1", "n2", "n3"]
 
@@ -111,7 +110,14 @@ def test_a_second_provision_changes_nothing(mesh_site):
 
 def test_batman_reaches_n3_from_n0_only_through_n1_or_n2(mesh_site):
     lab, macs = mesh_site["lab"], mesh_site["macs"]
-    seen = wait_for(lambda: macs["n3"] in originators(lab, "n0"), 120, interval=2)
+    # Up to 5 minutes: a peering that a busy emulated CPU left stuck is restarted
+    # by the mesh role's guard (90 s after wpa_supplicant's start, then ~30 s to form).
+    started = time.monotonic()
+    seen = wait_for(lambda: macs["n3"] in originators(lab, "n0"), 300, interval=2)
+    restarts = {n: sh(lab, n, "journalctl -q -o cat -t mesh-guard --no-pager | grep -c restarting || true")
+                .stdout.strip() for n in NODES}
+    print(f"batman: n0 learnt n3 {seen - started:.1f} s after the second provision" if seen else
+          "batman: n0 never learnt n3", f"(mesh guard restarts so far: {restarts})")
     assert seen, f"n0 never learnt n3: {sh(lab, 'n0', 'batctl meshif bat0 o').stdout}"
     assert originators(lab, "n0")[macs["n3"]] in (macs["n1"], macs["n2"])
     assert macs["n3"] not in neighbours(lab, "n0", heard_within=1e9)  # never heard directly
@@ -176,9 +182,8 @@ def test_a_wrong_sae_passphrase_never_makes_a_neighbour(mesh_site):
         sh(lab, "n3", f"cp -p /root/good.conf {conf} && systemctl restart meshstead-mesh")
         # Its neighbours block a peer that failed SAE three times (wpa_supplicant's
         # MESH-SAE-AUTH-BLOCKED, 10 s doubling up to 300 s, kept for as long as the
-        # station entry lives): a restart forgets it. n0 too: the lab drops only
-        # data frames between n0 and n3, their SAE frames still meet.
-        for peer in ("n0", "n1", "n2"):
+        # station entry lives): a restart forgets it. n0 never hears n3.
+        for peer in ("n1", "n2"):
             sh(lab, peer, "systemctl restart meshstead-mesh")
     assert wait_for(lambda: neighbours(lab, "n3"), 120, interval=3), "with the right passphrase again: no neighbour"
 
