@@ -141,6 +141,10 @@ def test_a_node_joins_once_with_an_invite(lab_site, joiner, tmp_path):
     line = assert_refused(again, "used")
     assert invite_id in line
     assert hub_state(lab) == before
+    # And from another node, with the command the join role installed there (README's example).
+    elsewhere = sh(lab, "node1", f"meshstead-join join '{text}' --state /tmp/garden --deadline 30")
+    assert_refused(elsewhere, "used")
+    assert hub_state(lab) == before
 
 
 def test_a_revoked_invite_is_refused_once_the_hub_has_the_kit(lab_site, joiner, tmp_path):
