@@ -2,7 +2,8 @@
 checked from inside the nodes with the real daemons.
 
 node2 is the hub in the middle: when node1 and node3 are cut off from each
-other, it carries NNCP packets between them through Syncthing."""
+other, it carries NNCP packets between them through Syncthing. The site and
+its lab (tests/integration/conftest.py) are shared with test_join_lab.py."""
 
 import hashlib
 import json
@@ -13,47 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import run_cli
 from tests.labhelpers import last_recap, sh, wait_for
-from wizard import labsite, provision, reach
-from wizard.lab import Lab
-from wizard.load import load_site
+from wizard import provision, reach
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
-
-
-@pytest.fixture(scope="module")
-def lab_site(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    base = tmp_path_factory.mktemp("integration")
-    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
-           "HOME": str(base)}
-    os.environ.update(env)  # the in-process Lab API reads the same config
-    directory = base / "site"
-    answers = base / "answers.yml"
-    answers.write_text(yaml.safe_dump({"name": "itest", "nodes": [
-        {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}))
-    key = base / "admin"
-    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {key}")  # noqa: S605
-    assert run_cli("init", directory, "--answers", answers, "--set", f"admin_ssh_key={key}.pub",
-                   env=env).returncode == 0
-    site = load_site(directory)
-    lab = Lab(labsite.lab_name(site))
-    try:
-        started = time.monotonic()
-        up = run_cli("lab", "up", "--site", directory, env=env, timeout=1800)
-        assert up.returncode == 0, up.stderr
-        print(f"lab up: {time.monotonic() - started:.1f} s")
-        started = time.monotonic()
-        first = run_cli("provision", "--site", directory, env=env, timeout=1800)
-        print(f"first provision: {time.monotonic() - started:.1f} s")
-        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-        yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first}
-    finally:
-        run_cli("lab", "down", "--site", directory, env=env, timeout=600)
 
 
 def test_everyone_pings_everyone_by_name_over_each_overlay(lab_site):

@@ -140,3 +140,33 @@ def test_a_fresh_worker_process_can_run_the_wizard_s_generate(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(node_identity.generate),
                           capture_output=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == b"True", done.stderr.decode()
+
+
+def test_the_command_check_validates_a_hub_s_files(base_site, tmp_path):
+    """`check` is what the join role validates with before a file replaces a
+    live one: the kit loads, the certificate and the key have the hub's pin and
+    make a TLS pair; each problem is one line and exit 1."""
+    hub = make_hub(base_site, tmp_path)
+    opened = hub.opened()
+    pin = opened.site.nodes["hilltop"].public["join_pin"]
+    other_pin = opened.site.nodes["cabin"].public["join_pin"]
+    other_cert = tmp_path / "cabin.crt"
+    other_cert.write_text(opened.site.nodes["cabin"].public["join_tls_cert"])
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+
+    def check(*args):
+        done = subprocess.run([sys.executable, "-m", "meshstead_join", "check", *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.stderr.count("\n") == 1, done.stderr
+        return done.returncode, done.stderr
+
+    code, said = check("--kit", hub.kit_dir, "--cert", hub.cert, "--key", hub.key, "--pin", pin)
+    assert code == 0 and said.endswith(": ok\n") and "2 nodes" in said
+    assert check("--key", hub.key, "--pin", other_pin)[1].startswith("meshstead-join: check: the key ")
+    assert check("--cert", other_cert, "--pin", pin)[0] == 1
+    assert check("--cert", other_cert, "--key", hub.key)[0] == 1  # not a pair
+    assert check("--key", hub.cert)[0] == 1  # not a key
+    assert check("--cert", hub.cert, "--pin", "not-a-pin!")[0] == 1
+    (hub.kit_dir / "host_vars" / "cabin" / "vault.yml").write_text("x: 1\n")
+    code, said = check("--kit", hub.kit_dir)
+    assert code == 1 and "cabin/vault.yml is in the kit" in said

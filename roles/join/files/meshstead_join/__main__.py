@@ -1,6 +1,7 @@
-"""python3 -m meshstead_join serve|join: the hub's service and the joining
-node's client as commands. Exit 0 on success, 1 with one line on stderr when
-the join is refused or cannot be made, 2 for usage errors."""
+"""python3 -m meshstead_join serve|join|check: the hub's service, the joining
+node's client, and the check of a hub's files before they replace live ones,
+as commands. Exit 0 on success, 1 with one line on stderr when the join is
+refused or cannot be made (or a file does not check), 2 for usage errors."""
 
 import argparse
 import ipaddress
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import client, kit, ownkeys, seed, service, token
 from .state import write_atomic
@@ -50,6 +53,43 @@ def _serve(args) -> int:
         pass
     finally:
         server.server_close()
+    return 0
+
+
+def _check_pin(what: str, got: bytes, expected: str | None) -> None:
+    if expected is not None and got != token.b64url_decode(expected):
+        raise ValueError(f"{what} has pin {token.b64url(got)}, expected {expected} (join_pin)")
+
+
+def _check(args) -> int:
+    """What a hub's service would load, checked without serving: the kit, the
+    join certificate and key (each against the pin the site's invites name,
+    and against each other)."""
+    found = []
+    try:
+        if args.pin is not None:
+            token.b64url_decode(args.pin)
+        if args.kit:
+            loaded = kit.load(args.kit)
+            found.append(f"the kit of site {loaded.site['site_name']} ({len(loaded.nodes)} nodes, "
+                         f"{len(loaded.invites)} invites)")
+        if args.cert:
+            _check_pin(f"the certificate {args.cert}", token.pin_of_cert(args.cert.read_bytes()), args.pin)
+            found.append("the certificate")
+        if args.key:
+            key = serialization.load_pem_private_key(args.key.read_bytes(), None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{args.key} is not an Ed25519 private key")
+            spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+            _check_pin(f"the key {args.key}", token.pin(spki), args.pin)
+            found.append("the key")
+        if args.cert and args.key:
+            service.server_context(args.cert, args.key)  # the pair TLS would serve
+    except (kit.KitError, OSError, ssl.SSLError, ValueError, TypeError) as exc:
+        print(f"{PROG}: check: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: check: {', '.join(found) or 'nothing given'}: ok", file=sys.stderr)
     return 0
 
 
@@ -133,10 +173,17 @@ def main(argv=None) -> int:
     join.add_argument("--deadline", type=float, default=client.DEADLINE,
                       help=f"seconds to keep trying (default {client.DEADLINE})")
     join.add_argument("--out", type=Path, help="write the answer (JSON, mode 0600) here instead of stdout")
+    check = commands.add_parser("check", help="check a hub's kit, join certificate and key without serving")
+    check.add_argument("--kit", type=Path, help="a kit (docs/invites.md)")
+    check.add_argument("--cert", type=Path, help="the hub's join certificate (join_tls_cert)")
+    check.add_argument("--key", type=Path, help="its private key (join_tls_key)")
+    check.add_argument("--pin", help="the pin the certificate and the key must have (join_pin)")
     args = parser.parse_args(argv)
     if args.command == "join" and args.identity and (args.seed or args.ansible):
         parser.error("--seed and --ansible need the node's own keys (leave out --identity)")
-    return _serve(args) if args.command == "serve" else _join(args)
+    if args.command == "check" and not (args.kit or args.cert or args.key):
+        parser.error("check needs --kit, --cert or --key")
+    return {"serve": _serve, "join": _join, "check": _check}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""The provisioned 3-node lab the lab tests of this package share: made,
+booted and provisioned once (several minutes), taken down at the end."""
+
+import os
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+from wizard import labsite
+from wizard.lab import Lab
+from wizard.load import load_site
+
+
+@pytest.fixture(scope="package")
+def lab_site(tmp_path_factory):
+    """node1, node2 (hub, dns) and node3, provisioned by `meshstead provision`."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    base = tmp_path_factory.mktemp("integration")
+    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
+           "HOME": str(base)}
+    os.environ.update(env)  # the in-process Lab API reads the same config
+    directory = base / "site"
+    answers = base / "answers.yml"
+    answers.write_text(yaml.safe_dump({"name": "itest", "nodes": [
+        {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}))
+    key = base / "admin"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {key}")  # noqa: S605
+    assert run_cli("init", directory, "--answers", answers, "--set", f"admin_ssh_key={key}.pub",
+                   env=env).returncode == 0
+    site = load_site(directory)
+    lab = Lab(labsite.lab_name(site))
+    try:
+        started = time.monotonic()
+        up = run_cli("lab", "up", "--site", directory, env=env, timeout=1800)
+        assert up.returncode == 0, up.stderr
+        print(f"lab up: {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        first = run_cli("provision", "--site", directory, env=env, timeout=1800)
+        print(f"first provision: {time.monotonic() - started:.1f} s")
+        assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+        yield {"dir": directory, "env": env, "lab": lab, "site": site, "first": first}
+    finally:
+        run_cli("lab", "down", "--site", directory, env=env, timeout=600)
