@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,28 @@ def run_cli(*args, input=None, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, input=input,
                           stdin=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})},
                           timeout=timeout)
+
+
+def cli_home(base: Path) -> dict[str, str]:
+    """A home of its own under `base` for a module's lab or image site: the env
+    for run_cli, also put in os.environ because the in-process lab API and the
+    vault read the same config."""
+    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
+           "HOME": str(base)}
+    os.environ.update(env)
+    return env
+
+
+def init_site(base: Path, answers: dict, env: dict[str, str]) -> Path:
+    """`meshstead init --answers` of `answers` in base/site, with a fresh admin key."""
+    answers_file = base / "answers.yml"
+    answers_file.write_text(yaml.safe_dump(answers))
+    key = base / "admin"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    directory = base / "site"
+    made = run_cli("init", directory, "--answers", answers_file, "--set", f"admin_ssh_key={key}.pub", env=env)
+    assert made.returncode == 0, made.stderr
+    return directory
 
 
 def make_site(directory, admin_key, *settings, nodes=(), env=None) -> Path:

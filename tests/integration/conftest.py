@@ -5,9 +5,8 @@ import os
 import time
 
 import pytest
-import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import cli_home, init_site, run_cli
 from wizard import labsite
 from wizard.lab import Lab
 from wizard.load import load_site
@@ -19,17 +18,9 @@ def lab_site(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     base = tmp_path_factory.mktemp("integration")
-    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
-           "HOME": str(base)}
-    os.environ.update(env)  # the in-process Lab API reads the same config
-    directory = base / "site"
-    answers = base / "answers.yml"
-    answers.write_text(yaml.safe_dump({"name": "itest", "nodes": [
-        {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}))
-    key = base / "admin"
-    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {key}")  # noqa: S605
-    assert run_cli("init", directory, "--answers", answers, "--set", f"admin_ssh_key={key}.pub",
-                   env=env).returncode == 0
+    env = cli_home(base)
+    directory = init_site(base, {"name": "itest", "nodes": [
+        {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}, env)
     site = load_site(directory)
     lab = Lab(labsite.lab_name(site))
     try:

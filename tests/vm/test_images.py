@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, make_site, run_cli
+from tests.conftest import ROOT, cli_home, make_site, run_cli
 from tests.labhelpers import sh, wait_for
 from wizard import labsite, reach
 from wizard.images import base as bases
@@ -43,8 +43,7 @@ def image_site(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("building a base and the lab need root")
     work = tmp_path_factory.mktemp("images")
-    env = {"XDG_CONFIG_HOME": str(work / "config"), "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
-    os.environ.update(env)
+    env = cli_home(work)
     # The admin key where the demo keeps its own: `lab boot` reaches image nodes with it, as a user would.
     key = work / "config/meshstead/demo/id_ed25519"
     key.parent.mkdir(parents=True)

@@ -6,15 +6,13 @@ DNS and the access point on top, checked from inside the nodes."""
 import ipaddress
 import os
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import cli_home, init_site, run_cli
 from tests.labhelpers import last_recap, sh, wait_for
 from wizard import labsite, reach, sites
 from wizard.lab import open_lab
@@ -65,19 +63,11 @@ def mesh_site(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the radio lab needs root")
     base = tmp_path_factory.mktemp("meshsite")
-    env = {"XDG_CONFIG_HOME": str(base / "config"), "XDG_CACHE_HOME": str(base / "cache"),
-           "HOME": str(base)}
-    os.environ.update(env)  # the in-process lab API and vault read the same config
-    directory = base / "site"
+    env = cli_home(base)
     # The mesh and what runs on it, without Syncthing and NNCP: every task costs
     # ten times more on an emulated CPU, and those two are tested on containers.
-    answers = base / "answers.yml"
-    answers.write_text(yaml.safe_dump({"name": "radio", "services": [], "nodes": [
-        {"name": "n0", "roles": ["hub", "dns"]}, {"name": "n1"}, {"name": "n2"}, {"name": "n3"}]}))
-    key = base / "admin"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    made = run_cli("init", directory, "--answers", answers, "--set", f"admin_ssh_key={key}.pub", env=env)
-    assert made.returncode == 0, made.stderr
+    directory = init_site(base, {"name": "radio", "services": [], "nodes": [
+        {"name": "n0", "roles": ["hub", "dns"]}, {"name": "n1"}, {"name": "n2"}, {"name": "n3"}]}, env)
     try:
         started = time.monotonic()
         up = run_cli("lab", "up", "--radio", "--topology", "diamond", "--site", directory,
