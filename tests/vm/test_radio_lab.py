@@ -180,11 +180,13 @@ def test_spare_radio_hears_every_node(radio_lab, mesh):
     leave = f"iw dev {iface} mesh leave; ip link set {iface} down; iw dev {iface} set type managed"
     lab = radio_lab.lab
     assert lab.guest_exec_capture(["sh", "-c", join], timeout=60).returncode == 0
+
+    def peers_with_every_node() -> bool:
+        out = lab.guest_exec_capture(["iw", "dev", iface, "station", "dump"], timeout=60).stdout
+        return all(mac(i) in out for i in range(3))
+
     try:
-        heard = wait_for("the spare radio peers with every node", lambda: (
-            lambda out: out if all(mac(i) in out for i in range(3)) else None)(
-            lab.guest_exec_capture(["iw", "dev", iface, "station", "dump"], timeout=60).stdout), 60, interval=2)
-        assert heard
+        assert wait_for("the spare radio peers with every node", peers_with_every_node, 60, interval=2)
     finally:
         lab.guest_exec_capture(["sh", "-c", leave], timeout=60)
 
