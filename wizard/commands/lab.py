@@ -87,7 +87,7 @@ def cmd_lab_status(args) -> None:
         table.add_column(column)
     for row in rows:
         kind = {"vm": "image (QEMU)"}.get(row.get("kind"), "radio node" if is_radio(lab) else "container")
-        table.add_row(row["node"], kind, row["address"], str(row["pid"]),
+        table.add_row(row["node"], kind, row["address"], "-" if row["pid"] is None else str(row["pid"]),
                       "[green]running[/]" if row["running"] else "[red]stopped[/]")
     out.print(table)
     if links:
