@@ -203,13 +203,23 @@ def test_an_invalid_invite_makes_no_keys(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
-def test_without_the_roles_first_boot_refuses_the_seed_naming_them(hub, tmp_path):
-    """The gap docs/invites.md states: a joined node's seed has no
-    ansible.tar.gz unless one is given (--ansible)."""
+def test_the_seed_carries_the_roles_the_hub_sends(hub, tmp_path):
     state, seed_dir = tmp_path / "node-state", tmp_path / "seed"
     result = run_node(sys.executable, "join", hub.invite("garden"), "--state", state, "--seed", seed_dir,
                       "--deadline", "30", cwd=tmp_path)
-    assert result.returncode == 0 and "(without ansible.tar.gz)" in result.stderr
+    assert result.returncode == 0 and "without ansible.tar.gz" not in result.stderr, result.stderr
+    assert (seed_dir / "ansible.tar.gz").read_bytes() == (hub.kit_dir / "ansible.tar.gz").read_bytes()
+    assert firstboot_check(sys.executable, seed_dir, tmp_path).returncode == 0
+
+
+def test_without_roles_from_the_hub_first_boot_refuses_the_seed_naming_them(hub, tmp_path):
+    """A hub whose kit has no roles (provisioned before kits carried them)."""
+    (hub.kit_dir / "ansible.tar.gz").unlink()
+    hub.write_kit = lambda: None  # keep the kit as it is while the invite is made
+    state, seed_dir = tmp_path / "node-state", tmp_path / "seed"
+    result = run_node(sys.executable, "join", hub.invite("garden"), "--state", state, "--seed", seed_dir,
+                      "--deadline", "30", cwd=tmp_path)
+    assert result.returncode == 0 and "(without ansible.tar.gz: the hub sent no roles)" in result.stderr
     checked = firstboot_check(sys.executable, seed_dir, tmp_path)
     assert checked.returncode == 1 and checked.stdout.strip() == "seed: ansible.tar.gz is missing (the seed is " \
         "truncated)"

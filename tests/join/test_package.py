@@ -6,6 +6,7 @@ import ipaddress
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -170,3 +171,28 @@ def test_the_command_check_validates_a_hub_s_files(base_site, tmp_path):
     (hub.kit_dir / "host_vars" / "cabin" / "vault.yml").write_text("x: 1\n")
     code, said = check("--kit", hub.kit_dir)
     assert code == 1 and "cabin/vault.yml is in the kit" in said
+
+
+def test_packed_roles_are_the_same_bytes_for_the_same_files_and_leave_out_caches(tmp_path):
+    """An unchanged site must leave a hub's kit unchanged (the join role's kit
+    version hashes the packed roles), and no cache or test reaches a node."""
+    pack = nodeside.module("pack")
+    home = tmp_path / "home"
+    for name in ("ansible.cfg", "playbooks/site.yml", "roles/x/tasks/main.yml", "roles/x/molecule/default/a.yml",
+                 "plugins/strategy/s.py", "plugins/strategy/__pycache__/s.pyc", "roles/.hidden"):
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(name)
+    first = pack.pack(home)
+    time.sleep(1.1)
+    os.utime(home / "ansible.cfg")
+    out = tmp_path / "out.tar.gz"
+    done = subprocess.run([sys.executable, "-m", "meshstead_join", "pack", "--home", home, "--out", out],
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "roles/join/files")},
+                          capture_output=True, text=True, check=True)
+    assert out.read_bytes() == first and done.stdout.strip() == pack.digest(first)
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    assert "roles/x/tasks/main.yml" in names and "plugins/strategy/s.py" in names
+    assert not [n for n in names if "molecule" in n or "__pycache__" in n or ".hidden" in n]
+    (home / "roles/x/tasks/main.yml").write_text("changed")
+    assert pack.pack(home) != first

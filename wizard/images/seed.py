@@ -7,9 +7,6 @@ gives them. Nothing of another node's secrets, and never the site's signing key
 (only the controller signs invites)."""
 
 import datetime
-import io
-import tarfile
-from pathlib import Path
 
 from .. import nodeside, sites
 from ..render import yamlfile
@@ -18,6 +15,7 @@ from .base import ANSIBLE_VENV
 
 # seed.json is written by the node-side package's seed.py, which a joined node writes its seed with.
 _node_seed = nodeside.module("seed")
+_pack = nodeside.module("pack")
 FORMAT = _node_seed.FORMAT
 SEED_DIR = "meshstead"
 # Only the controller holds these: they are never written into a seed.
@@ -25,7 +23,6 @@ CONTROLLER_ONLY_SECRETS = {"site_signing_private_key"}
 # Files of a node's host_vars a seed carries: the generated identity and the site's own settings;
 # never connection.yml (how the controller reaches it) or the lab's lab.yml.
 NODE_FILES = ("node.yml", "local.yml")
-ANSIBLE_CONTENT = ("ansible.cfg", "playbooks", "roles", "plugins")
 
 
 def secrets_yaml(secrets: dict) -> bytes:
@@ -34,22 +31,7 @@ def secrets_yaml(secrets: dict) -> bytes:
 
 def ansible_tarball() -> bytes:
     """The roles and playbook the node applies, as this meshstead has them (no tests, no caches)."""
-    home = ansible_home()
-    buf = io.BytesIO()
-
-    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        parts = Path(info.name).parts
-        if "__pycache__" in parts or "molecule" in parts or any(p.startswith(".") for p in parts):
-            return None
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        info.mtime = 0  # the same roles give the same bytes
-        return info
-
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for name in ANSIBLE_CONTENT:
-            tar.add(home / name, arcname=name, filter=keep)
-    return buf.getvalue()
+    return _pack.pack(ansible_home())
 
 
 def files(opened: sites.Opened, node: str) -> tuple[dict[str, bytes], list[str]]:

@@ -3,10 +3,11 @@
 
 A seed's inventory (docs/seed.md) without any node's private keys: the site's
 own public files byte for byte, and the network-wide secrets that every seed
-carries, which a hub hands to the nodes it admits."""
+carries, which a hub hands to the nodes it admits; and the roles, which the
+nodes it admits configure themselves with."""
 
 from .. import sites
-from ..images.seed import CONTROLLER_ONLY_SECRETS, secrets_yaml
+from ..images.seed import CONTROLLER_ONLY_SECRETS, ansible_tarball, secrets_yaml
 
 SECRETS = "group_vars/all/secrets.yml"
 
@@ -22,5 +23,6 @@ def files(opened: sites.Opened) -> dict[str, bytes]:
     out[SECRETS] = secrets_yaml(shared)
     for node in opened.site.sorted_nodes():
         out[f"host_vars/{node.name}/node.yml"] = (site_dir / "host_vars" / node.name / "node.yml").read_bytes()
+    out["ansible.tar.gz"] = ansible_tarball()
     return out
 

@@ -1,7 +1,8 @@
-"""python3 -m meshstead_join serve|join|check: the hub's service, the joining
-node's client, and the check of a hub's files before they replace live ones,
-as commands. Exit 0 on success, 1 with one line on stderr when the join is
-refused or cannot be made (or a file does not check), 2 for usage errors."""
+"""python3 -m meshstead_join serve|join|check|pack: the hub's service, the
+joining node's client, the check of a hub's files before they replace live
+ones, and the packer of the roles for a hub's kit, as commands. Exit 0 on
+success, 1 with one line on stderr when the join is refused or cannot be made
+(or a file does not check), 2 for usage errors."""
 
 import argparse
 import ipaddress
@@ -18,7 +19,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import client, kit, ownkeys, seed, service, token
+from . import client, kit, ownkeys, pack, seed, service, token
 from .state import write_atomic
 
 PROG = "meshstead-join"
@@ -133,18 +134,31 @@ def _join(args) -> int:
         # Kept before anything else: the hub answers a join once.
         write_atomic(args.state / "answer.json", data, 0o600)
         seed_dir = args.seed or args.state / "seed"
+        tarball = tarball or client.roles(answer)
         try:
-            seed.write(seed_dir, answer, private, tarball)
+            seed.write(seed_dir, answer, private, tarball, args.python)
         except OSError as exc:
             print(f"{PROG}: seed: cannot write the seed to {seed_dir}: {exc} (the answer is in "
                   f"{args.state / 'answer.json'})", file=sys.stderr)
             return 1
-        print(f"wrote the seed to {seed_dir}" + ("" if args.ansible else " (without ansible.tar.gz)"),
-              file=sys.stderr)
+        print(f"wrote the seed to {seed_dir}" + ("" if tarball else " (without ansible.tar.gz: the hub sent no "
+                                                  "roles)"), file=sys.stderr)
     if args.out:
         write_atomic(args.out, data, 0o600)  # the answer holds the site's network-wide secrets
     elif private is None:
         os.write(sys.stdout.fileno(), data)
+    return 0
+
+
+def _pack(args) -> int:
+    """The roles of an Ansible home as ansible.tar.gz; prints its sha256."""
+    try:
+        data = pack.pack(args.home)
+        write_atomic(args.out, data, 0o644)
+    except OSError as exc:
+        print(f"{PROG}: pack: {exc}", file=sys.stderr)
+        return 1
+    print(pack.digest(data))
     return 0
 
 
@@ -169,7 +183,10 @@ def main(argv=None) -> int:
                       help=f"where the node keeps its own keys and the answer (default {STATE})")
     join.add_argument("--seed", type=Path,
                       help="write the seed (docs/seed.md's meshstead/ directory) here (default STATE/seed)")
-    join.add_argument("--ansible", type=Path, help="an ansible.tar.gz to put into the seed")
+    join.add_argument("--ansible", type=Path,
+                      help="an ansible.tar.gz to put into the seed instead of the roles the hub sends")
+    join.add_argument("--python", default=seed.ANSIBLE_PYTHON,
+                      help=f"the Python the seed's Ansible runs modules with (default {seed.ANSIBLE_PYTHON})")
     join.add_argument("--deadline", type=float, default=client.DEADLINE,
                       help=f"seconds to keep trying (default {client.DEADLINE})")
     join.add_argument("--out", type=Path, help="write the answer (JSON, mode 0600) here instead of stdout")
@@ -178,12 +195,18 @@ def main(argv=None) -> int:
     check.add_argument("--cert", type=Path, help="the hub's join certificate (join_tls_cert)")
     check.add_argument("--key", type=Path, help="its private key (join_tls_key)")
     check.add_argument("--pin", help="the pin the certificate and the key must have (join_pin)")
+    packer = commands.add_parser("pack", help="pack an Ansible home's roles as the ansible.tar.gz of seeds and kits")
+    packer.add_argument("--home", type=Path, required=True,
+                        help="the directory holding ansible.cfg, playbooks/, roles/ and plugins/")
+    packer.add_argument("--out", type=Path, required=True, help="where to write ansible.tar.gz")
     args = parser.parse_args(argv)
     if args.command == "join" and args.identity and (args.seed or args.ansible):
         parser.error("--seed and --ansible need the node's own keys (leave out --identity)")
+    if args.command == "join" and args.identity and args.python != seed.ANSIBLE_PYTHON:
+        parser.error("--python needs the node's own keys (leave out --identity)")
     if args.command == "check" and not (args.kit or args.cert or args.key):
         parser.error("check needs --kit, --cert or --key")
-    return {"serve": _serve, "join": _join, "check": _check}[args.command](args)
+    return {"serve": _serve, "join": _join, "check": _check, "pack": _pack}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -88,12 +88,24 @@ def _check_answer(answer: dict, invite: token.Invite, text: str, identity: dict)
         if isinstance(identity, dict) else []
     if changed:
         raise JoinError("answer", f"the hub's answer does not carry the identity the node sent ({changed[0]})")
+    roles = answer.get("ansible")
+    if roles is not None:
+        try:
+            if base64.b64decode(roles, validate=True)[:2] != b"\x1f\x8b":
+                raise ValueError("not gzip")
+        except (ValueError, TypeError) as exc:
+            raise JoinError("answer", f"the hub's roles (ansible) are not a base64 ansible.tar.gz ({exc})") from None
     # The node learns the site's key from the hub: the invite must be that site's.
     try:
         token.verify(text, base64.b64decode(site["vars"].get("site_signing_public_key", "")))
     except (token.InviteError, ValueError, TypeError) as exc:
         raise JoinError("answer", f"the invite is not signed by the site the hub serves ({exc})") from None
     return answer
+
+
+def roles(answer: dict) -> bytes | None:
+    """The ansible.tar.gz the hub sent with its answer, if it did."""
+    return base64.b64decode(answer["ansible"]) if answer.get("ansible") is not None else None
 
 
 def join(text: str, identity: dict, now: float | None = None, *, site_key: bytes | None = None,

@@ -9,6 +9,7 @@ private keys:
     group_vars/all/local.yml           the site's own role settings (if it has them)
     group_vars/all/invites.yml         the invites the site made, without their secrets (if any)
     host_vars/<node>/node.yml          every node's public identity and addresses
+    ansible.tar.gz                     the roles the hub was provisioned with, for the nodes it admits
 
 A kit holding a node's private keys (host_vars/<node>/secrets.yml or
 vault.yml) is refused: a hub has no use for them."""
@@ -26,6 +27,7 @@ SECRETS = "group_vars/all/secrets.yml"
 LOCAL = "group_vars/all/local.yml"
 INVITES = "group_vars/all/invites.yml"
 HOSTS = "hosts.yml"
+ROLES = "ansible.tar.gz"
 PRIVATE_FILES = ("secrets.yml", "vault.yml")
 # What addresses and the answer need from site.yml.
 SITE_VARS = ("meshstead_site_id", "site_name", "site_domain", "site_ipv4_plan", "site_ipv6_ula",
@@ -47,6 +49,7 @@ class Kit:
     secrets: dict = field(default_factory=dict)
     local: dict = field(default_factory=dict)
     hosts: dict = field(default_factory=dict)
+    roles: bytes | None = None  # ansible.tar.gz, when the kit has it
 
 
 def _yaml(path: Path, *, required: bool) -> dict:
@@ -94,6 +97,15 @@ def load(directory: Path) -> Kit:
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
                                                 for r in records):
         raise KitError(f"{directory / INVITES}: site_invites is not a list of invites with ids")
+    try:
+        roles = (directory / ROLES).read_bytes()
+    except FileNotFoundError:
+        roles = None
+    except OSError as exc:
+        raise KitError(f"{directory / ROLES} cannot be read ({exc.strerror})") from None
+    if roles is not None and roles[:2] != b"\x1f\x8b":
+        raise KitError(f"{directory / ROLES} is not a gzip file; expected the roles as ansible.tar.gz")
     return Kit(site=site, signing_public_key=key, ipv4_plan=plan, ipv6_ula=ula, nodes=nodes,
                invites={r["id"]: r for r in records}, secrets=_yaml(directory / SECRETS, required=False),
-               local=_yaml(directory / LOCAL, required=False), hosts=_yaml(directory / HOSTS, required=False))
+               local=_yaml(directory / LOCAL, required=False), hosts=_yaml(directory / HOSTS, required=False),
+               roles=roles)

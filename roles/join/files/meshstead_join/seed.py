@@ -50,7 +50,8 @@ def hosts(answer: dict) -> dict:
     return data
 
 
-def files(answer: dict, private: dict, tarball: bytes | None = None) -> tuple[dict[str, bytes], list[str]]:
+def files(answer: dict, private: dict, tarball: bytes | None = None,
+          python: str = ANSIBLE_PYTHON) -> tuple[dict[str, bytes], list[str]]:
     """{path under meshstead/: bytes}, and which of them are private."""
     site, node = answer["site"], answer["node"]
     name = node["node_name"]
@@ -66,7 +67,7 @@ def files(answer: dict, private: dict, tarball: bytes | None = None) -> tuple[di
     own = {**node, **{var: "{{ vault_" + var + " }}" for var in PRIVATE_NODE_VARS}}
     out[f"inventory/host_vars/{name}/node.yml"] = _yaml(own)
     out[f"inventory/host_vars/{name}/firstboot.yml"] = _yaml(
-        {"ansible_connection": "local", "ansible_python_interpreter": ANSIBLE_PYTHON})
+        {"ansible_connection": "local", "ansible_python_interpreter": python})
     if tarball is not None:
         out[TARBALL] = tarball
     secret = {"inventory/group_vars/all/secrets.yml": _yaml(site.get("secrets") or {}),
@@ -85,14 +86,15 @@ def manifest(site_id: str, site_name: str | None, node: str, content: dict[str, 
         "private": private}, indent=2) + "\n").encode()
 
 
-def write(directory: Path, answer: dict, private: dict, tarball: bytes | None = None) -> list[str]:
+def write(directory: Path, answer: dict, private: dict, tarball: bytes | None = None,
+          python: str = ANSIBLE_PYTHON) -> list[str]:
     """Write the seed into `directory` (the `meshstead/` directory of
     docs/seed.md); the paths written. seed.json goes first out and last in:
     a first boot never sees a manifest beside files it does not describe."""
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     (directory / "seed.json").unlink(missing_ok=True)
-    content, secret = files(answer, private, tarball)
+    content, secret = files(answer, private, tarball, python)
     for rel, data in sorted(content.items()):
         path = directory / rel
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

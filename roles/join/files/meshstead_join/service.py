@@ -8,6 +8,7 @@ it names this hub (other_hub); expiry (expired); the site's revocation
 (revoked); its single use (used); the name (name); the node's public identity
 (identity); a free index (full). Nothing is recorded for a refusal."""
 
+import base64
 import datetime
 import hmac
 import ipaddress
@@ -126,9 +127,13 @@ class Hub:
             self.state.record(node, invite.id, timestamp(now))
         peers = {name: public_node(n) for name, n in {**site.nodes, **joined}.items()}
         log.info("admitted %s (index %d) with invite %s", invite.name, index, invite.id)
-        return {"ok": True, "node": node,
-                "site": {"vars": site.site, "secrets": site.secrets, "local": site.local, "hosts": site.hosts,
-                         "nodes": peers}}
+        answer = {"ok": True, "node": node,
+                  "site": {"vars": site.site, "secrets": site.secrets, "local": site.local, "hosts": site.hosts,
+                           "nodes": peers}}
+        if site.roles is not None:
+            # The roles this hub was provisioned with: the node configures itself with them.
+            answer["ansible"] = base64.b64encode(site.roles).decode("ascii")
+        return answer
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:

@@ -1,0 +1,129 @@
+"""A node with no seed and an invite on its boot partition (a generic image):
+the image's first-boot program joins through a real hub on 127.0.0.1, writes
+the seed from the hub's answer, takes it and applies the roles the hub sent.
+
+The hub's kit carries a harmless playbook instead of the site's roles: the
+real ones would configure this machine."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT
+from tests.unit.test_firstboot import ansible_tarball
+
+FIRSTBOOT = ROOT / "image-builder/files/usr/lib/meshstead/firstboot"
+
+PLAYBOOK = """\
+- name: Configure Debian nodes
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Write what the roles see
+      ansible.builtin.copy:
+        dest: "{{ lookup('ansible.builtin.env', 'FIRSTBOOT_TEST_OUT') }}"
+        content: "{{ node_name }} {{ node_index }} {{ meshstead_site_id }}
+          {{ ssh_host_ed25519_private_key.splitlines()[0] }}\\n"
+        mode: "0600"
+"""
+
+
+class Card:
+    """A node's boot partition and state directory, and one boot of it."""
+
+    def __init__(self, root: Path, deadline: int = 20):
+        self.boot, self.state, self.out = root / "boot", root / "state", root / "configured"
+        (self.boot / "meshstead").mkdir(parents=True)
+        self.config = root / "image.json"
+        self.config.write_text(json.dumps({
+            "platform": "amd64", "boot_mount": str(self.boot), "state_dir": str(self.state),
+            "ansible_playbook": str(Path(sys.executable).parent / "ansible-playbook"), "grow_root": False,
+            "join_package": str(ROOT / "roles/join/files"), "join_deadline_s": deadline}))
+
+    @property
+    def invite(self) -> Path:
+        return self.boot / "meshstead" / "invite.txt"
+
+    def report(self) -> dict:
+        return json.loads((self.state / "firstboot.json").read_text())
+
+    def boot_once(self) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHSTEAD_EVENTS")}
+        env["FIRSTBOOT_TEST_OUT"] = str(self.out)
+        return subprocess.run([sys.executable, str(FIRSTBOOT), "--config", str(self.config)], env=env,
+                              capture_output=True, text=True, timeout=180)
+
+
+def invite_with_test_roles(hub, name: str, **options) -> str:
+    """An invite, and the harmless playbook in the kit that making it rewrote."""
+    text = hub.invite(name, **options)
+    (hub.kit_dir / "ansible.tar.gz").write_bytes(ansible_tarball(PLAYBOOK))
+    return text
+
+
+def test_an_invite_on_the_card_joins_and_configures_the_node(hub, tmp_path):
+    card = Card(tmp_path)
+    card.invite.write_text(invite_with_test_roles(hub, "garden") + "\n")
+
+    first = card.boot_once()
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = card.report()
+    assert (report["status"], report["node"], report["failed_tasks"]) == ("ok", "garden", []), report
+    joined = yaml.safe_load((hub.state_dir / "joined" / "garden.yml").read_text())
+    site_id = hub.opened().site.settings.site_id
+    # The roles ran with the index the hub gave and the node's own key, which never left it.
+    name, index, seen_site, key_line = card.out.read_text().split(None, 3)
+    assert (name, int(index), seen_site) == ("garden", joined["node_index"], site_id)
+    assert key_line.strip() == "-----BEGIN OPENSSH PRIVATE KEY-----"
+    keys = card.state / "join" / "keys.yml"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert yaml.safe_load(keys.read_text())["public"]["ssh_host_ed25519_public_key"] == \
+        joined["ssh_host_ed25519_public_key"]
+    assert "joined as garden" in first.stdout
+    # The invite is used: it is gone from the card, and the seed's private files from the join's copy.
+    assert not card.invite.exists()
+    assert not (card.state / "join/seed/seed.json").exists()
+    assert not list((card.state / "join/seed").rglob("secrets.yml"))
+
+    configured = card.out.stat().st_mtime_ns
+    again = card.boot_once()
+    assert again.returncode == 0 and "first boot: done (node garden)" in again.stdout, again.stdout
+    assert card.out.stat().st_mtime_ns == configured
+
+
+def test_a_refused_join_configures_nothing_and_keeps_the_invite(hub, tmp_path):
+    text = invite_with_test_roles(hub, "orchard")
+    first, second = Card(tmp_path / "a"), Card(tmp_path / "b")
+    for card in (first, second):
+        card.invite.write_text(text)
+    assert first.boot_once().returncode == 0
+
+    refused = second.boot_once()
+    assert refused.returncode == 1
+    report = second.report()
+    assert report["status"] == "setup" and report["error"].startswith("join: used: invite "), report
+    assert refused.stdout.splitlines()[-1] == report["error"]
+    assert not second.out.exists() and not (second.state / "seed").exists()
+    # Kept: a person can see what was refused and put a new invite in its place.
+    assert second.invite.read_text() == text
+
+
+def test_no_hub_answering_is_reported_and_the_next_boot_tries_again(hub, tmp_path):
+    text = invite_with_test_roles(hub, "meadow", endpoints=["127.0.0.1:9"])  # nothing listens there
+    card = Card(tmp_path, deadline=2)
+    card.invite.write_text(text)
+    result = card.boot_once()
+    assert result.returncode == 1
+    report = card.report()
+    assert report["status"] == "setup" and report["error"].startswith("join: unreachable: no hub answered at "
+                                                                      "127.0.0.1:9"), report
+    assert not card.out.exists() and card.invite.exists()
+    # The keys are made once: the next boot sends the same public identity.
+    keys = (card.state / "join" / "keys.yml").read_bytes()
+    assert card.boot_once().returncode == 1
+    assert (card.state / "join" / "keys.yml").read_bytes() == keys
