@@ -66,3 +66,39 @@ def test_a_seed_holds_its_node_s_secrets_and_no_one_else_s(site):
         "ssh_host_ed25519_private_key"]
     # The public files are the site's own, byte for byte.
     assert files["meshstead/inventory/host_vars/hub/node.yml"] == (site / "host_vars/hub/node.yml").read_bytes()
+
+
+def test_a_generic_image_is_asked_for_with_its_platform_and_without_a_node(site, tmp_path):
+    out = tmp_path / "out"
+    for argv, field in (((), "platform"), (("cabin", "--platform", "amd64"), "generic")):
+        assert_one_line_error(run_cli("image", "build", "--generic", *argv, "--site", site, "--out", out), field)
+    assert_one_line_error(run_cli("image", "build", "cabin", "--invite", tmp_path / "x", "--site", site,
+                                  "--out", out), "generic")
+    assert_one_line_error(run_cli("image", "build", "--site", site, "--out", out), "node")
+    assert not out.exists()
+
+
+def test_a_generic_image_takes_only_a_valid_invite_of_its_site(site, tmp_path, admin_key):
+    other = make_site(tmp_path / "other", admin_key, "services=", nodes=["hub --role hub"])
+    made = run_cli("invite", "create", "garden", "--platform", "amd64", "--site", other, "--out", tmp_path / "inv")
+    assert made.returncode == 0, made.stderr
+    text = next((tmp_path / "inv").glob("*.txt"))
+    result = run_cli("image", "build", "--generic", "--platform", "amd64", "--invite", text, "--site", site,
+                     "--out", tmp_path / "out")
+    assert_one_line_error(result, "invite")
+    assert "another site" in result.stderr and "Base" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_generic_card_holds_the_site_s_public_description_and_no_secret(site):
+    from wizard.images import generic
+    from wizard.load import load_site
+    files = generic.files(load_site(site))
+    described = json.loads(files["meshstead/site.json"])
+    assert described["site_signing_public_key"] == load_site(site).settings.signing_public_key
+    assert set(files) == {"meshstead/site.json", "meshstead/README.txt"}
+    opened = sites.open_site(site)
+    secrets = [str(v) for v in opened.site_secrets.values() if v]
+    secrets += [str(v) for n in opened.site.nodes for v in sites.node_secrets(opened, n).values() if v]
+    card = b"".join(files.values()).decode()
+    assert len(secrets) > 5 and not [s for s in secrets if s in card]

@@ -5,6 +5,7 @@ the seed from the hub's answer, takes it and applies the roles the hub sent.
 The hub's kit carries a harmless playbook instead of the site's roles: the
 real ones would configure this machine."""
 
+import base64
 import json
 import os
 import stat
@@ -13,9 +14,13 @@ import sys
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.conftest import ROOT
 from tests.unit.test_firstboot import ansible_tarball
+from wizard.images import generic
+from wizard.load import load_site
 
 FIRSTBOOT = ROOT / "image-builder/files/usr/lib/meshstead/firstboot"
 
@@ -45,6 +50,11 @@ class Card:
             "ansible_playbook": str(Path(sys.executable).parent / "ansible-playbook"), "grow_root": False,
             "join_package": str(ROOT / "roles/join/files"), "join_deadline_s": deadline}))
 
+    def write(self, files: dict[str, bytes]) -> None:
+        for name, data in files.items():
+            (self.boot / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.boot / name).write_bytes(data)
+
     @property
     def invite(self) -> Path:
         return self.boot / "meshstead" / "invite.txt"
@@ -67,8 +77,11 @@ def invite_with_test_roles(hub, name: str, **options) -> str:
 
 
 def test_an_invite_on_the_card_joins_and_configures_the_node(hub, tmp_path):
-    card = Card(tmp_path)
-    card.invite.write_text(invite_with_test_roles(hub, "garden") + "\n")
+    card = Card(tmp_path / "card")
+    # The card as `image build --generic --invite` writes it.
+    text = invite_with_test_roles(hub, "garden")
+    card.write(generic.files(load_site(hub.site_dir), text))
+    assert card.invite.read_text() == text + "\n"
 
     first = card.boot_once()
     assert first.returncode == 0, first.stdout + first.stderr
@@ -115,7 +128,7 @@ def test_a_refused_join_configures_nothing_and_keeps_the_invite(hub, tmp_path):
 
 def test_no_hub_answering_is_reported_and_the_next_boot_tries_again(hub, tmp_path):
     text = invite_with_test_roles(hub, "meadow", endpoints=["127.0.0.1:9"])  # nothing listens there
-    card = Card(tmp_path, deadline=2)
+    card = Card(tmp_path / "card", deadline=2)
     card.invite.write_text(text)
     result = card.boot_once()
     assert result.returncode == 1
@@ -127,3 +140,20 @@ def test_no_hub_answering_is_reported_and_the_next_boot_tries_again(hub, tmp_pat
     keys = (card.state / "join" / "keys.yml").read_bytes()
     assert card.boot_once().returncode == 1
     assert (card.state / "join" / "keys.yml").read_bytes() == keys
+
+
+def test_another_site_s_invite_is_refused_before_any_network(hub, tmp_path):
+    """The generic image's site.json names its site: an invite of another
+    site is refused offline, and the hub never hears of the node."""
+    text = invite_with_test_roles(hub, "glade")
+    card = Card(tmp_path / "card")
+    description = generic.site_description(load_site(hub.site_dir))
+    other_key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    description["site_signing_public_key"] = base64.b64encode(other_key).decode()
+    card.write({"meshstead/site.json": json.dumps(description).encode(), "meshstead/invite.txt": text.encode()})
+    before = sorted(p.relative_to(hub.state_dir) for p in hub.state_dir.rglob("*"))
+    result = card.boot_once()
+    assert result.returncode == 1
+    assert card.report()["error"].startswith("join: site: "), card.report()
+    assert sorted(p.relative_to(hub.state_dir) for p in hub.state_dir.rglob("*")) == before
+    assert not (card.state / "join" / "keys.yml").exists()  # an invite refused offline makes no keys

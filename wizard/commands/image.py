@@ -4,8 +4,9 @@ import time
 from pathlib import Path
 
 from .. import sites
+from ..errors import MeshsteadError
 from ..images import base as bases
-from ..images import personalise, recipe
+from ..images import generic, personalise, recipe
 from .output import add_vault_option, err, out, site_dir
 
 
@@ -36,6 +37,14 @@ def _write_hint(path: Path) -> str:
 
 
 def cmd_build(args) -> None:
+    if args.generic:
+        return cmd_build_generic(args)
+    if args.node is None:
+        raise MeshsteadError("node", "no node given; expected `image build NODE` or `image build --generic "
+                             "--platform P`")
+    if args.invite or args.platform:
+        raise MeshsteadError("generic", "--invite and --platform are for a generic image; expected --generic "
+                             "with them (a node's image takes its platform from the site)")
     opened = sites.open_site(site_dir(args), args.vault_password_file)
     node = sites.get_node(opened.site, args.node)
     platform = recipe.base_for_node(node.name, node.platform)
@@ -56,6 +65,51 @@ def cmd_build(args) -> None:
         out.print(f"  try it in the lab: meshstead lab boot {built.path} --site {opened.directory}")
 
 
+def cmd_build_generic(args) -> None:
+    if args.node is not None:
+        raise MeshsteadError("generic", f"a generic image has no node ({args.node!r} given); expected "
+                             "`image build --generic --platform P` (the invite names the node)")
+    if not args.platform:
+        raise MeshsteadError("platform", f"a generic image needs --platform; expected one of "
+                             f"{', '.join(recipe.platforms())}")
+    from ..load import load_site
+    directory = site_dir(args)
+    site = load_site(directory)  # public files only: a generic image holds no secret of the site
+    text = None
+    if args.invite:
+        try:
+            text = Path(args.invite).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MeshsteadError("invite", f"cannot read {args.invite}: {exc}; expected the invite's .txt") from None
+        granted = generic.invite_grant(site, text)
+        if granted.platform != args.platform and recipe.base_for_node(granted.name, granted.platform) != args.platform:
+            raise MeshsteadError("platform", f"invite {granted.id} is for a {granted.platform} node, not the "
+                                 f"{args.platform} base")
+        name = personalise.image_name(granted.name, args.platform, args.raw)
+    else:
+        name = personalise.image_name(f"{site.settings.name}-generic", args.platform, args.raw)
+    outdir = Path(args.out)
+    personalise.check_out_dir(outdir)
+    base = ensure_base(args.platform)
+    label = "generic image"
+    with err.status(f"Image ({label}): starting") as status:
+        built = personalise.write(base, generic.files(site, text), name, outdir, raw=args.raw,
+                                  private=text is not None,
+                                  progress=lambda msg: status.update(f"Image ({label}): {msg}"))
+    out.print(f"Generic image of site {site.settings.name}: {built.path}")
+    out.print(f"  size {_human(built.size)}, sha256 {built.sha256} (also in {built.path.name}.sha256), "
+              f"made in {built.seconds:.1f} s")
+    if text is not None:
+        out.print(f"  holds the invite for {granted.name}: written 0600; whoever has it can join as "
+                  f"{granted.name} until the invite is used or expires")
+    else:
+        out.print("  no node and no secret in it: put an invite on its boot partition as meshstead/invite.txt "
+                  "(docs/invites.md)")
+    out.print(f"  write it to a card: {_write_hint(built.path)}")
+    if args.platform == "amd64":
+        out.print(f"  try it in the lab: meshstead lab boot {built.path} --site {directory}")
+
+
 def register(sub, site_option) -> None:
     image = sub.add_parser("image", help="flashable images: a platform's base, a node's image"
                            ).add_subparsers(dest="image_command", required=True)
@@ -65,7 +119,12 @@ def register(sub, site_option) -> None:
     base.set_defaults(func=cmd_base)
     build = image.add_parser("build", parents=[site_option], help="a node's flashable image: its platform's "
                              "base plus the node's seed (identity and settings), configured at first boot")
-    build.add_argument("node", help="the node (its platform chooses the base)")
+    build.add_argument("node", nargs="?", help="the node (its platform chooses the base)")
+    build.add_argument("--generic", action="store_true",
+                       help="no node: an image that joins the site by invite at first boot")
+    build.add_argument("--platform", choices=recipe.platforms(), help="the base of a generic image")
+    build.add_argument("--invite", metavar="FILE",
+                       help="put this invite (its .txt) on a generic image's boot partition")
     build.add_argument("--out", default="images", help="directory for the image (default: images)")
     build.add_argument("--raw", action="store_true", help="write NODE-PLATFORM.img instead of a zstd-compressed "
                        ".img.zst")

@@ -26,6 +26,8 @@ from .recipe import Recipe, cache_key
 
 Progress = Callable[[str], None]
 ANSIBLE_VENV = "/opt/meshstead/ansible"
+# The join package a generic image joins with (first boot's `join_package`).
+JOIN_PACKAGE = "/usr/lib/meshstead/join"
 ROOT_LABEL = "meshstead-root"
 BOOT_LABEL = "MESHBOOT"
 
@@ -133,6 +135,9 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         *(f'rm -f "$1{path}"' for path in inside),
         f"sync-in {recipe.files} /",
         f"sync-in {overlay} /",
+        f'mkdir -p "$1{JOIN_PACKAGE}"',
+        f"sync-in {recipe.join_package} {JOIN_PACKAGE}/meshstead_join",
+        f'rm -rf "$1{JOIN_PACKAGE}/meshstead_join/__pycache__"',
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
         'chroot "$1" systemctl enable meshstead-firstboot.service systemd-networkd.service',
         # sshd has no host key until the seed gives it the site's: the common role enables it then.
@@ -169,7 +174,8 @@ def _write_overlay(overlay: Path, recipe: Recipe, built: datetime.datetime) -> N
     (etc / "meshstead/image.json").write_text(json.dumps({
         "platform": recipe.platform, "built": built.isoformat(), "boot_mount": recipe.boot_mount,
         "state_dir": "/var/lib/meshstead", "ansible_playbook": f"{ANSIBLE_VENV}/bin/ansible-playbook",
-        "grow_root": True}, indent=2) + "\n")
+        "grow_root": True, "join_package": JOIN_PACKAGE,
+        "join_network": "/etc/systemd/network/90-meshstead-join.network"}, indent=2) + "\n")
     # The boot partition is root's only: the seed on it holds private keys until first boot scrubs them.
     (etc / "fstab").write_text(
         f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n"

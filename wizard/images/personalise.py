@@ -1,9 +1,12 @@
 """A node's image: a copy of its platform's base with the node's seed written
-onto the boot partition. No root, no mounts, seconds instead of a rebuild.
+onto the boot partition (or, for a generic image, the site's public
+description and perhaps an invite). No root, no mounts, seconds instead of a
+rebuild.
 
 The image is written under a temporary name and renamed only when complete,
 so a killed or failed build never leaves a file under the final name; it is
-0600 from its first byte because its seed holds the node's private keys."""
+0600 from its first byte because a seed holds the node's private keys (and an
+invite is a bearer secret); a generic image without an invite is 0644."""
 
 import contextlib
 import os
@@ -50,13 +53,19 @@ def _remove_stale(out: Path, name: str) -> None:
 
 
 def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> Built:
+    """A node's image: the base with the node's seed."""
+    files = seed.seed(opened, node)  # validates the node and reads its secrets before writing anything
+    return write(base, files, image_name(node, base.info["platform"], raw), out, raw=raw, progress=progress)
+
+
+def write(base: Base, files: dict[str, bytes], name: str, out: Path, *, raw: bool, progress,
+          private: bool = True) -> Built:
+    """The base with `files` written onto its boot partition, as out/name."""
     started = time.monotonic()
     check_out_dir(out)
     disk.require_tools("mcopy", *(() if raw else ("zstd",)))
     info = base.info
-    name = image_name(node, info["platform"], raw)
     _remove_stale(out, name)
-    files = seed.seed(opened, node)  # validates the node and reads its secrets before writing anything
     # Every temporary file is .NAME.partial-PID*: a killed build's are found and removed by the next.
     partial = out / f".{name}.partial-{os.getpid()}"
     raw_partial = out / f"{partial.name}.raw"
@@ -65,6 +74,7 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
         # The seed goes into a copy of the boot partition alone (256 MiB), which
         # then replaces the base's in one pass that also checks the base.
         progress("writing the seed onto the boot partition")
+        mode = 0o600 if private else 0o644
         fd = os.open(fat, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before any byte
         os.close(fd)
         disk.extract(base.image, info["boot_offset"], info["boot_size"], fat)
@@ -83,8 +93,8 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
             progress("compressing (zstd)")
             disk.run(["zstd", "-q", "-T0", "-3", "--rm", "-o", str(partial), str(raw_partial)],
                      what="zstd")
-            os.chmod(partial, 0o600)
             digest = disk.sha256(partial)
+        os.chmod(partial, mode)
         final = out / name
         sums = out / f"{name}.sha256"
         sums_partial = out / f"{partial.name}.sha256"
@@ -98,4 +108,4 @@ def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> B
     finally:
         for leftover in (fat, raw_partial, partial, out / f"{partial.name}.sha256"):
             leftover.unlink(missing_ok=True)
-    return Built(final, final.stat().st_size, digest, time.monotonic() - started, private=True)
+    return Built(final, final.stat().st_size, digest, time.monotonic() - started, private=private)

@@ -9,7 +9,7 @@ import yaml
 
 from .. import packages
 from ..errors import MeshsteadError
-from ..resources import image_builder_home
+from ..resources import ansible_home, image_builder_home
 
 FORMAT = 1  # bump when the build steps in base.py change
 # Node platforms (node_platform) -> the base their image is made from.
@@ -40,6 +40,11 @@ class Recipe:
     def files(self) -> Path:
         """Files copied into every base's root (first-boot program and unit)."""
         return image_builder_home() / "files"
+
+    @property
+    def join_package(self) -> Path:
+        """The node-side join package, from the join role: a generic image joins with it."""
+        return ansible_home() / "roles" / "join" / "files" / "meshstead_join"
 
 
 def platforms() -> list[str]:
@@ -81,7 +86,8 @@ def suite_date(suite: str) -> str:
 
 def cache_key(recipe: Recipe) -> str:
     """Everything that shapes a base: recipe, package list, files, Debian's release date."""
-    files = sorted((str(p.relative_to(recipe.files)), hashlib.sha256(p.read_bytes()).hexdigest())
-                   for p in recipe.files.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = sorted((f"{top.name}/{p.relative_to(top)}", hashlib.sha256(p.read_bytes()).hexdigest())
+                   for top in (recipe.files, recipe.join_package)
+                   for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     blob = json.dumps([FORMAT, recipe.__dict__, files, suite_date(recipe.suite)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -5,6 +5,7 @@ success, 1 with one line on stderr when the join is refused or cannot be made
 (or a file does not check), 2 for usage errors."""
 
 import argparse
+import base64
 import ipaddress
 import json
 import logging
@@ -57,6 +58,16 @@ def _serve(args) -> int:
     return 0
 
 
+def _site_key(text: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        key = b""
+    if len(key) != 32:
+        raise argparse.ArgumentTypeError("expected the site's Ed25519 public key in base64 (site_signing_public_key)")
+    return key
+
+
 def _check_pin(what: str, got: bytes, expected: str | None) -> None:
     if expected is not None and got != token.b64url_decode(expected):
         raise ValueError(f"{what} has pin {token.b64url(got)}, expected {expected} (join_pin)")
@@ -99,8 +110,9 @@ def _identity(args, text: str):
     the node's own keys, made once in the state directory."""
     if args.identity:
         return yaml.safe_load(args.identity.read_text(encoding="utf-8")), None
-    # A malformed or expired invite makes no keys.
-    invite = token.peek(text.strip(), time.time())
+    # A malformed or expired invite (or, with the site's key, another site's) makes no keys.
+    invite = token.decode(text.strip(), args.site_key, time.time()) if args.site_key \
+        else token.peek(text.strip(), time.time())
     public, private, made = ownkeys.load_or_make(args.state, invite.name)
     where = args.state / ownkeys.KEYS_FILE
     print(f"{'made the node' if made else 'using the node'}'s own keys ({where})", file=sys.stderr)
@@ -123,7 +135,7 @@ def _join(args) -> int:
         print(f"{PROG}: keys: {exc}", file=sys.stderr)
         return 1
     try:
-        answer = client.join(text, identity, deadline=args.deadline)
+        answer = client.join(text, identity, deadline=args.deadline, site_key=args.site_key)
     except client.JoinError as exc:
         print(f"{PROG}: {exc.problem}: {exc}", file=sys.stderr)
         return 1
@@ -187,6 +199,9 @@ def main(argv=None) -> int:
                       help="an ansible.tar.gz to put into the seed instead of the roles the hub sends")
     join.add_argument("--python", default=seed.ANSIBLE_PYTHON,
                       help=f"the Python the seed's Ansible runs modules with (default {seed.ANSIBLE_PYTHON})")
+    join.add_argument("--site-key", type=_site_key,
+                      help="the site's signing public key (base64, site_signing_public_key): the invite is "
+                           "checked against it before any network")
     join.add_argument("--deadline", type=float, default=client.DEADLINE,
                       help=f"seconds to keep trying (default {client.DEADLINE})")
     join.add_argument("--out", type=Path, help="write the answer (JSON, mode 0600) here instead of stdout")
