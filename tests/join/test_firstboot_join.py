@@ -157,3 +157,23 @@ def test_another_site_s_invite_is_refused_before_any_network(hub, tmp_path):
     assert card.report()["error"].startswith("join: site: "), card.report()
     assert sorted(p.relative_to(hub.state_dir) for p in hub.state_dir.rglob("*")) == before
     assert not (card.state / "join" / "keys.yml").exists()  # an invite refused offline makes no keys
+
+
+def test_the_node_s_own_settings_on_the_card_reach_its_seed(hub, tmp_path):
+    text = invite_with_test_roles(hub, "ridge")
+    card = Card(tmp_path / "card")
+    card.write({"meshstead/invite.txt": text.encode(),
+                "meshstead/local.yml": b"meshstead_mesh_interface: eth0\n"})
+    assert card.boot_once().returncode == 0, card.report()
+    local = card.state / "seed/inventory/host_vars/ridge/local.yml"
+    assert yaml.safe_load(local.read_text()) == {"meshstead_mesh_interface": "eth0"}
+
+
+def test_settings_that_are_the_hub_s_to_decide_are_refused_before_joining(hub, tmp_path):
+    text = invite_with_test_roles(hub, "ledge")
+    card = Card(tmp_path / "card")
+    card.write({"meshstead/invite.txt": text.encode(), "meshstead/local.yml": b"node_mesh_ipv4: 10.0.0.9\n"})
+    assert card.boot_once().returncode == 1
+    assert card.report()["error"] == f"join: local: {card.boot / 'meshstead/local.yml'} sets node_mesh_ipv4, " \
+        "which the node's identity or the hub decides"
+    assert not (hub.state_dir / "joined" / "ledge.yml").exists()

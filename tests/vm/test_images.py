@@ -164,3 +164,35 @@ def test_an_interrupted_build_leaves_no_image(image_site, tmp_path):
     # The next build cleans up after it and writes the image.
     cli(image_site["env"], "image", "build", "cabin", "--site", image_site["dir"], "--out", tmp_path, "--raw")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cabin-amd64.img", "cabin-amd64.img.sha256"]
+
+
+def test_a_generic_image_joins_through_the_hub_by_invite(image_site, tmp_path):
+    """A generic image with only an invite: the lab's switch gives it an
+    address by DHCP (a LAN would); it makes its own keys, joins through the
+    container hub and configures itself with the roles the hub sent."""
+    env, directory, lab = image_site["env"], image_site["dir"], image_site["lab"]
+    cli(env, "invite", "create", "garden", "--platform", "amd64", "--site", directory, "--out", tmp_path)
+    invite = tmp_path / "garden-invite.txt"
+    built = cli(env, "image", "build", "--generic", "--platform", "amd64", "--site", directory, "--out",
+                tmp_path, "--raw").stdout
+    image = tmp_path / "field-generic-amd64.img"
+    assert str(image) in built and "no node and no secret" in built, built
+    started = time.monotonic()
+    booted = cli(env, "lab", "boot", image, "--site", directory, "--invite", invite, timeout=3600)
+    print(f"garden: power-on to first boot ok through a join: {time.monotonic() - started:.0f} s")
+    assert "Node garden: first boot ok" in booted.stdout, booted.stdout
+    report = _report(lab, "garden")
+    assert (report["status"], report["node"], report["failed_tasks"]) == ("ok", "garden", []), report
+    joined = yaml.safe_load(sh(lab, "hub", "cat /var/lib/meshstead/join-hub/joined/garden.yml").stdout)
+    assert sh(lab, "garden", "hostname").stdout.strip() == "garden"
+    addrs = sh(lab, "garden", "ip -o addr show dev eth0").stdout
+    # Its site addresses, and no longer the DHCP lease it joined with.
+    assert f" {joined['node_mesh_ipv4']}/" in addrs and " dynamic " not in addrs, addrs
+    key = sh(lab, "garden", "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+    assert key == joined["ssh_host_ed25519_public_key"].split()[:2]
+    hub_ip = image_site["site"].node_facts(image_site["site"].nodes["hub"])["node_mesh_ipv4"]
+    assert sh(lab, "garden", f"ping -c 2 -W 5 {hub_ip}").returncode == 0
+    # The used invite is gone from the card, and so is the DHCP it joined with.
+    listing = sh(lab, "garden", "ls /boot/efi/meshstead /etc/systemd/network").stdout.split()
+    assert "invite.txt" not in listing and "90-meshstead-join.network" not in listing, listing
+    assert sh(lab, "garden", "stat -c %a /var/lib/meshstead/join/keys.yml").stdout.strip() == "600"

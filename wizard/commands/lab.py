@@ -2,11 +2,15 @@
 or (--radio) as nodes with simulated Wi-Fi radios inside a QEMU guest."""
 
 import json
+import time
+from pathlib import Path
 
+import yaml
 from rich.table import Table
 
 from .. import demokey, labsite
 from ..errors import MeshsteadError
+from ..invites import token
 from .output import add_vault_option, err, out, progress_bar, site_dir
 
 TOPOLOGIES = ("full", "line", "diamond")
@@ -87,7 +91,7 @@ def cmd_lab_status(args) -> None:
         table.add_column(column)
     for row in rows:
         kind = {"vm": "image (QEMU)"}.get(row.get("kind"), "radio node" if is_radio(lab) else "container")
-        table.add_row(row["node"], kind, row["address"], "-" if row["pid"] is None else str(row["pid"]),
+        table.add_row(row["node"], kind, row["address"] or "-", "-" if row["pid"] is None else str(row["pid"]),
                       "[green]running[/]" if row["running"] else "[red]stopped[/]")
     out.print(table)
     if links:
@@ -153,9 +157,100 @@ def wait_first_boot(lab, node: str, say) -> dict:
                          f"last console line: {lab.console(node) or '(none)'}")
 
 
-def cmd_lab_boot(args) -> int:
-    from pathlib import Path
+JOIN_TIMEOUT = 30 * 60  # a generic image boots, takes an address and joins; the hub then records it
 
+
+def _joined_at_hub(lab, hub: str, node: str) -> dict | None:
+    """The node as the hub recorded it when it admitted it (its join service's state)."""
+    proc = lab.exec_capture(hub, ["cat", f"/var/lib/meshstead/join-hub/joined/{node}.yml"], timeout=60)
+    if proc.returncode != 0:
+        return None
+    try:
+        return yaml.safe_load(proc.stdout)
+    except yaml.YAMLError:
+        return None  # being written
+
+
+def _boot_generic(args, directory, site, image) -> int:
+    """A generic image joins by the invite on its card (or --invite): the lab
+    serves DHCP on its switch, as a LAN would, and learns the node's address
+    from the hub that admits it."""
+    from ..images import generic
+    from ..lab import vm
+    described = vm.read_card_file(image, f"meshstead/{generic.SITE_FILE}")
+    try:
+        site_id = json.loads(described)["site_id"] if described else None
+    except (ValueError, KeyError, TypeError):
+        site_id = None
+    if site_id is None:
+        raise MeshsteadError("image", f"{image} holds neither a node's seed nor a site's description; expected an "
+                             "image from `meshstead image build`")
+    if site_id != site.settings.site_id:
+        raise MeshsteadError("image", f"{image} is a generic image of another site; expected one built with "
+                             f"--site {directory}")
+    card_files = {}
+    if args.invite:
+        try:
+            text = Path(args.invite).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MeshsteadError("invite", f"cannot read {args.invite}: {exc}; expected the invite's .txt") from None
+        card_files[f"meshstead/{generic.INVITE_FILE}"] = (text.strip() + "\n").encode()
+    else:
+        text = vm.read_card_file(image, f"meshstead/{generic.INVITE_FILE}")
+        if text is None:
+            raise MeshsteadError("invite", f"{image} is a generic image without an invite; expected --invite FILE "
+                                 "(or an image built with --invite)")
+    if vm.read_card_file(image, f"meshstead/{generic.LOCAL_FILE}") is None:
+        # Lab nodes have no radio: like a PC on a cable, the node joins the mesh on eth0.
+        card_files[f"meshstead/{generic.LOCAL_FILE}"] = yaml.safe_dump({"meshstead_mesh_interface": "eth0"}).encode()
+    invite = generic.invite_grant(site, text)
+    node = invite.name
+    hub = next((n.name for n in site.sorted_nodes() if n.public.get("join_pin") == token.b64url(invite.pin)), None)
+    lab = lab_for(site)
+    if is_radio(lab):
+        raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
+                             "(`meshstead lab down` first)")
+    running = {row["node"] for row in lab.status() if row["running"]}
+    if hub not in running:
+        raise MeshsteadError("invite", f"the invite's hub {hub or '(not a node of this site)'} is not running in "
+                             f"the lab; expected `meshstead lab up --site {directory}` and `provision` first")
+    with err.status(f"Lab: booting {node} (joins through {hub})") as status:
+        say = lambda msg: status.update(f"Lab: {node}: {msg}")  # noqa: E731
+        lab.boot_image(node, image, ipv4=None, ipv6=None, host_key=None, user=site.settings.admin_user,
+                       identity=labsite.admin_identity(site), progress=say, card_files=card_files)
+        if args.no_wait:
+            out.print(f"Node {node} is booting in lab {lab.name} and joins through {hub}; its console: "
+                      f"{lab.dir / 'nodes' / node}/console.log")
+            return 0
+        say(f"waiting for {hub} to admit it")
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        joined = None
+        while joined is None:
+            if time.monotonic() > deadline:
+                raise MeshsteadError("image", f"{hub} did not admit {node} within {JOIN_TIMEOUT // 60} min; last "
+                                     f"console line: {lab.console(node)!r}")
+            time.sleep(5)
+            joined = _joined_at_hub(lab, hub, node)
+        prefix = site.settings.mesh_ipv4_net.prefixlen
+        lab.set_address(node, ipv4=f"{joined['node_mesh_ipv4']}/{prefix}", ipv6=f"{joined['node_mesh_ipv6']}/64",
+                        host_key=" ".join(joined["ssh_host_ed25519_public_key"].split()[:2]))
+        say(f"admitted as {joined['node_mesh_ipv4']}; waiting for its first boot")
+        report = wait_first_boot(lab, node, say)
+    return _boot_result(directory, node, report)
+
+
+def _boot_result(directory, node: str, report: dict) -> int:
+    ok = report.get("status") == "ok"
+    colour = "green" if ok else "red"
+    out.print(f"Node {node}: first boot [{colour}]{report.get('status')}[/] in {report.get('duration_s', 0):.0f} s"
+              + (f": {report.get('error')}" if report.get("error") else ""))
+    for task in report.get("failed_tasks") or []:
+        err.print(f"  failed: {task.get('task')}: {task.get('msg')}", markup=False)
+    out.print(f"Try: meshstead lab exec {node} --site {directory} -- cat /var/lib/meshstead/firstboot.json")
+    return 0 if ok else 1
+
+
+def cmd_lab_boot(args) -> int:
     from ..lab import vm
     from ..load import load_site
     directory = site_dir(args)
@@ -165,7 +260,9 @@ def cmd_lab_boot(args) -> int:
         raise MeshsteadError("image", f"{image} does not exist; expected an image from `meshstead image build`")
     seed = vm.image_seed(image)
     if seed is None:
-        raise MeshsteadError("image", f"{image} holds no node seed; expected an image built for a node of the site")
+        return _boot_generic(args, directory, site, image)
+    if args.invite:
+        raise MeshsteadError("invite", f"{image} is a node's image (it has a seed); --invite is for a generic image")
     if seed.get("site_id") != site.settings.site_id:
         raise MeshsteadError("image", f"{image} is for site {seed.get('site_name')!r}, not this site "
                              f"({site.settings.name}); expected an image built with --site {directory}")
@@ -190,14 +287,7 @@ def cmd_lab_boot(args) -> int:
                       "/console.log")
             return 0
         report = wait_first_boot(lab, node, say)
-    ok = report.get("status") == "ok"
-    colour = "green" if ok else "red"
-    out.print(f"Node {node}: first boot [{colour}]{report.get('status')}[/] in {report.get('duration_s', 0):.0f} s"
-              + (f": {report.get('error')}" if report.get("error") else ""))
-    for task in report.get("failed_tasks") or []:
-        err.print(f"  failed: {task.get('task')}: {task.get('msg')}", markup=False)
-    out.print(f"Try: meshstead lab exec {node} --site {directory} -- cat /var/lib/meshstead/firstboot.json")
-    return 0 if ok else 1
+    return _boot_result(directory, node, report)
 
 
 def register(sub, site_option) -> None:
@@ -227,6 +317,8 @@ def register(sub, site_option) -> None:
                           "lab's switch, as a lab node, and wait for its first boot")
     boot.add_argument("image", help="an image from `meshstead image build` (.img or .img.zst)")
     boot.add_argument("--no-wait", action="store_true", help="return once it is powered on")
+    boot.add_argument("--invite", metavar="FILE", help="a generic image: put this invite (its .txt) on the node's "
+                      "card first, as a person would")
     boot.set_defaults(func=cmd_lab_boot)
     lexec = lab.add_parser("exec", parents=[site_option], help="run a command inside a lab node",
                            usage="meshstead lab exec NODE [--site SITE] -- COMMAND [ARG ...]")

@@ -15,6 +15,7 @@ from .seed import SEED_DIR
 
 SITE_FILE = "site.json"
 INVITE_FILE = "invite.txt"
+LOCAL_FILE = "local.yml"  # the node's own settings, as a site's host_vars/<node>/local.yml
 
 NOTE = """\
 meshstead: this card joins a site by invite.
@@ -22,9 +23,13 @@ meshstead: this card joins a site by invite.
 Put the invite's text (the .txt that `meshstead invite create` wrote, one
 line starting with meshstead1:) here as meshstead/invite.txt, put the card
 into the node and power it on. At its first boot the node makes its own
-keys, joins through the hub the invite names (by cable: the node takes an
-address on eth0 by DHCP) and configures itself. The invite is removed from
-the card once used. The node's report: /var/lib/meshstead/firstboot.json.
+keys, joins through the hub the invite names (it takes an address on eth0 by
+DHCP to reach it) and configures itself. The invite is removed from the card
+once used. The node's report: /var/lib/meshstead/firstboot.json.
+
+A node on a cable instead of a radio: also put here a file meshstead/local.yml
+holding the line
+    meshstead_mesh_interface: eth0
 """
 
 

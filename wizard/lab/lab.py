@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aptrepo, container, host, netns, rootfs, ssh, state, vm
+from . import aptrepo, container, dhcp, host, netns, rootfs, ssh, state, vm
 from .base import LabBase, _check_label
 from .errors import LabError
 from .host import require_root, require_tools
@@ -159,10 +159,14 @@ class Lab(LabBase):
                  "running": self._running(n, r)}
                 for n, r in sorted(st["nodes"].items())]
 
-    def boot_image(self, node: str, image: Path, *, ipv4: str, ipv6: str, host_key: str, user: str,
-                   identity: Path | None, progress: Callable[[str], None] | None = None) -> dict[str, str]:
+    def boot_image(self, node: str, image: Path, *, ipv4: str | None, ipv6: str | None, host_key: str | None,
+                   user: str, identity: Path | None, progress: Callable[[str], None] | None = None,
+                   card_files: dict[str, bytes] | None = None) -> dict[str, str]:
         """Boot a flashed image as lab node `node` on the lab's switch (the lab is
-        made if it does not exist); its connection vars, as the site's admin."""
+        made if it does not exist); its connection vars, as the site's admin.
+        A node that joins by invite has no address yet (ipv4 None): it takes
+        one by DHCP from the switch, and set_address() records the one it joined
+        with. `card_files` are written onto its card's boot partition."""
         say = progress or (lambda _msg: None)
         require_root()
         require_tools("ip", "nsenter", "nc", "ssh", vm.QEMU)
@@ -176,7 +180,7 @@ class Lab(LabBase):
             netns.create_switch(self.netns)
             addrs = [a for r in st["nodes"].values() for a in (r["ipv4"], r["ipv6"]) if a]
             try:
-                st["controller_addresses"] = netns.controller_addresses([*addrs, ipv4, ipv6])
+                st["controller_addresses"] = netns.controller_addresses([*addrs, *(a for a in (ipv4, ipv6) if a)])
             except ValueError as exc:
                 raise LabError(f"lab {self.name}: {exc}") from None
             netns.set_addresses(self.netns, st["controller_addresses"])
@@ -187,18 +191,39 @@ class Lab(LabBase):
             node_dir.mkdir(parents=True, exist_ok=True)
             say(f"writing {image.name} to {node}'s card")
             vm.write_card(image, node_dir / "card.img")
+            if card_files:
+                vm.write_onto_card(node_dir / "card.img", card_files)
             (node_dir / "console.log").unlink(missing_ok=True)
             (node_dir / "efivars.fd").unlink(missing_ok=True)
-            address = str(ipaddress.ip_interface(ipv4).ip)
+            address = str(ipaddress.ip_interface(ipv4).ip) if ipv4 else None
             rec = {"kind": "vm", "address": address, "ipv4": ipv4, "ipv6": ipv6, "host_key": host_key,
                    "user": user, "identity": str(identity) if identity else None, "pid": None,
                    "machine": vm.process_name(self.name, node)}
             st["nodes"][node] = rec
             self._save(st)
-            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()})
+            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()
+                                                     if r["address"]})
+            if ipv4 is None and not dhcp.is_ours(st.get("dhcp_pid"), self.dir):
+                say("serving DHCP on the lab's switch")
+                v4 = next(a for a in st["controller_addresses"] if ipaddress.ip_interface(a).version == 4)
+                st["dhcp_pid"] = dhcp.start(self.netns, self.dir, v4)
+                self._save(st)
             say(f"powering {node} on")
             rec["pid"] = vm.start(self.name, node, node_dir, self.netns)
             self._save(st)  # recorded before anything can fail, so down() finds it
+            return self._conn(st, node)
+
+    def set_address(self, node: str, *, ipv4: str, ipv6: str, host_key: str) -> dict[str, str]:
+        """Record the addresses and host key a node that joined by invite was
+        given; its connection vars."""
+        require_root()
+        with self._locked(create=False):
+            st = self._load()
+            rec = self._node(st, node)
+            rec.update(address=str(ipaddress.ip_interface(ipv4).ip), ipv4=ipv4, ipv6=ipv6, host_key=host_key)
+            self._save(st)
+            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()
+                                                     if r["address"]})
             return self._conn(st, node)
 
     def console(self, node: str, lines: int = 1) -> str:
@@ -255,6 +280,8 @@ class Lab(LabBase):
         if rec.get("kind") == "vm":
             if not vm.is_ours(rec.get("pid"), self.name, node):
                 raise LabError(f"node {node} of lab {self.name} is not running")
+            if not rec.get("address"):
+                raise LabError(f"node {node} of lab {self.name} has no address yet (it is joining by invite)")
             # As on a real node: the admin user, root through sudo.
             return vm_ssh_argv(self._conn(st, node), ["sudo", "--", *command])
         return container.nsenter_argv(self._init_pid(node), command)
@@ -323,6 +350,7 @@ class Lab(LabBase):
             for node, rec in st["nodes"].items():
                 if self._running(node, rec):
                     raise LabError(f"node process {rec['pid']} did not exit; lab dir kept")
+            dhcp.stop(st.get("dhcp_pid"), self.dir)
             for probe in st["probes"].values():
                 netns.delete(probe["netns"])
             if st["netns"]:

@@ -42,19 +42,35 @@ def process_name(lab: str, node: str) -> str:
     return f"meshstead-vm-{lab}-{node}"
 
 
-def image_seed(image: Path) -> dict | None:
-    """The seed manifest on an image's boot partition (None: a generic image)."""
+def _boot_offset(image: Path) -> int:
     table = json.loads(run(["sfdisk", "--json", str(image)], what="reading the image's partition table").stdout)
     parts = table["partitiontable"]["partitions"]
-    sector = table["partitiontable"].get("sectorsize", 512)
-    offset = parts[0]["start"] * sector
+    return parts[0]["start"] * table["partitiontable"].get("sectorsize", 512)
+
+
+def read_card_file(image: Path, name: str, offset: int | None = None) -> str | None:
+    """A file of the image's boot partition (e.g. meshstead/seed.json), or None."""
+    offset = _boot_offset(image) if offset is None else offset
+    proc = subprocess.run(["mtype", "-i", f"{image}@@{offset}", f"::/{name}"],  # noqa: S603
+                          capture_output=True, text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+                          check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def image_seed(image: Path) -> dict | None:
+    """The seed manifest on an image's boot partition (None: a generic image)."""
+    offset = _boot_offset(image)
     for name in ("seed.json", "applied.json"):
-        proc = subprocess.run(["mtype", "-i", f"{image}@@{offset}", f"::/meshstead/{name}"],  # noqa: S603
-                              capture_output=True, text=True, env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
-                              check=False)
-        if proc.returncode == 0:
-            return json.loads(proc.stdout)
+        text = read_card_file(image, f"meshstead/{name}", offset)
+        if text is not None:
+            return json.loads(text)
     return None
+
+
+def write_onto_card(card: Path, files: dict[str, bytes]) -> None:
+    """Put files onto a card's boot partition, as a person would on a computer."""
+    from ..images.disk import copy_into_fat
+    copy_into_fat(f"{card}@@{_boot_offset(card)}", files)
 
 
 def write_card(image: Path, card: Path) -> None:

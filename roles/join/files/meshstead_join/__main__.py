@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import client, kit, ownkeys, pack, seed, service, token
+from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
 from .state import write_atomic
 
 PROG = "meshstead-join"
@@ -56,6 +57,19 @@ def _serve(args) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _local(path: Path) -> dict:
+    """The node's own settings: a YAML mapping of variable names, as a
+    controller's host_vars/<node>/local.yml; never its identity."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", k)
+                                             for k in data):
+        raise ValueError(f"{path} is not a YAML mapping of variable names")
+    taken = sorted(k for k in data if k in {*PUBLIC_NODE_VARS, *PRIVATE_NODE_VARS} or k.startswith("node_"))
+    if taken:
+        raise ValueError(f"{path} sets {taken[0]}, which the node's identity or the hub decides")
+    return data
 
 
 def _site_key(text: str) -> bytes:
@@ -124,9 +138,11 @@ def _join(args) -> int:
         text = args.file.read_text(encoding="utf-8") if args.file else args.invite
         # Read before the join: a hub answers a join once.
         tarball = args.ansible.read_bytes() if args.ansible else None
+        local = _local(args.local) if args.local else None
         identity, private = _identity(args, text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        print(f"{PROG}: cannot read the invite, the identity, the roles or the node's keys: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot read the invite, the identity, the roles, the local settings or the node's keys: "
+              f"{exc}", file=sys.stderr)
         return 2
     except token.InviteError as exc:
         print(f"{PROG}: {exc.problem}: {exc}", file=sys.stderr)
@@ -134,6 +150,9 @@ def _join(args) -> int:
     except ownkeys.KeysError as exc:
         print(f"{PROG}: keys: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # the local settings (after the errors above, which are ValueErrors too)
+        print(f"{PROG}: local: {exc}", file=sys.stderr)
+        return 2
     try:
         answer = client.join(text, identity, deadline=args.deadline, site_key=args.site_key)
     except client.JoinError as exc:
@@ -148,7 +167,7 @@ def _join(args) -> int:
         seed_dir = args.seed or args.state / "seed"
         tarball = tarball or client.roles(answer)
         try:
-            seed.write(seed_dir, answer, private, tarball, args.python)
+            seed.write(seed_dir, answer, private, tarball, args.python, local)
         except OSError as exc:
             print(f"{PROG}: seed: cannot write the seed to {seed_dir}: {exc} (the answer is in "
                   f"{args.state / 'answer.json'})", file=sys.stderr)
@@ -197,6 +216,9 @@ def main(argv=None) -> int:
                       help="write the seed (docs/seed.md's meshstead/ directory) here (default STATE/seed)")
     join.add_argument("--ansible", type=Path,
                       help="an ansible.tar.gz to put into the seed instead of the roles the hub sends")
+    join.add_argument("--local", type=Path,
+                      help="YAML of the node's own settings for the seed (host_vars/<node>/local.yml), e.g. "
+                           "meshstead_mesh_interface: eth0 for a node on a cable")
     join.add_argument("--python", default=seed.ANSIBLE_PYTHON,
                       help=f"the Python the seed's Ansible runs modules with (default {seed.ANSIBLE_PYTHON})")
     join.add_argument("--site-key", type=_site_key,

@@ -50,9 +50,10 @@ def hosts(answer: dict) -> dict:
     return data
 
 
-def files(answer: dict, private: dict, tarball: bytes | None = None,
-          python: str = ANSIBLE_PYTHON) -> tuple[dict[str, bytes], list[str]]:
-    """{path under meshstead/: bytes}, and which of them are private."""
+def files(answer: dict, private: dict, tarball: bytes | None = None, python: str = ANSIBLE_PYTHON,
+          local: dict | None = None) -> tuple[dict[str, bytes], list[str]]:
+    """{path under meshstead/: bytes}, and which of them are private. `local`:
+    the node's own settings (a controller's host_vars/<node>/local.yml)."""
     site, node = answer["site"], answer["node"]
     name = node["node_name"]
     out = {"inventory/hosts.yml": _yaml(hosts(answer)),
@@ -66,6 +67,8 @@ def files(answer: dict, private: dict, tarball: bytes | None = None,
     # names, values from secrets.yml.
     own = {**node, **{var: "{{ vault_" + var + " }}" for var in PRIVATE_NODE_VARS}}
     out[f"inventory/host_vars/{name}/node.yml"] = _yaml(own)
+    if local:
+        out[f"inventory/host_vars/{name}/local.yml"] = _yaml(local)
     out[f"inventory/host_vars/{name}/firstboot.yml"] = _yaml(
         {"ansible_connection": "local", "ansible_python_interpreter": python})
     if tarball is not None:
@@ -87,14 +90,14 @@ def manifest(site_id: str, site_name: str | None, node: str, content: dict[str, 
 
 
 def write(directory: Path, answer: dict, private: dict, tarball: bytes | None = None,
-          python: str = ANSIBLE_PYTHON) -> list[str]:
+          python: str = ANSIBLE_PYTHON, local: dict | None = None) -> list[str]:
     """Write the seed into `directory` (the `meshstead/` directory of
     docs/seed.md); the paths written. seed.json goes first out and last in:
     a first boot never sees a manifest beside files it does not describe."""
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     (directory / "seed.json").unlink(missing_ok=True)
-    content, secret = files(answer, private, tarball, python)
+    content, secret = files(answer, private, tarball, python, local)
     for rel, data in sorted(content.items()):
         path = directory / rel
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
