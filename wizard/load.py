@@ -12,7 +12,7 @@ from .model import Node, Settings, Site
 SITE_FILE = Path("group_vars/all/site.yml")
 INVITES_FILE = Path("group_vars/all/invites.yml")
 _NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_roles", "node_mesh_ipv4",
-                "node_mesh_ipv6", "node_overlay_ipv4", "node_overlay_ipv6")
+                "node_mesh_ipv6", "node_overlay_ipv4", "node_overlay_ipv6", "meshstead_keys_on_node")
 
 
 def is_site(directory: Path) -> bool:

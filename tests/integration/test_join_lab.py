@@ -12,9 +12,11 @@ Every refusal is checked the same way: exit 1, one line naming the problem
 byte for byte as before."""
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import ROOT, run_cli
 from tests.labhelpers import last_recap, sh
 from wizard.invites import token
+from wizard.load import load_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
@@ -116,8 +119,13 @@ def test_the_hub_serves_joins_and_only_the_hub(lab_site):
     assert sh(lab, HUB, "stat -c '%a %U' /etc/meshstead/join/tls.key").stdout.split() == ["600", "meshstead-join"]
     # The kit: the site's public files and its network-wide secrets; no node's private keys, no signing key.
     files = sh(lab, HUB, f"cd {KIT}/ && find . -type f | sort").stdout.split()
-    assert files == ["./group_vars/all/secrets.yml", "./group_vars/all/site.yml", "./host_vars/node1/node.yml",
-                     "./host_vars/node2/node.yml", "./host_vars/node3/node.yml", "./hosts.yml"]
+    assert files == ["./ansible.tar.gz", "./group_vars/all/secrets.yml", "./group_vars/all/site.yml",
+                     "./host_vars/node1/node.yml", "./host_vars/node2/node.yml", "./host_vars/node3/node.yml",
+                     "./hosts.yml"]
+    # The roles the hub was provisioned with, packed on the controller from this meshstead's own.
+    roles = sh(lab, HUB, f"tar -tzf {KIT}/ansible.tar.gz").stdout.split()
+    assert "playbooks/site.yml" in roles and "roles/join/tasks/kit.yml" in roles
+    assert not [n for n in roles if "molecule" in n or "__pycache__" in n]
     secrets = sh(lab, HUB, f"cat {KIT}/group_vars/all/secrets.yml").stdout
     assert "vault_site_mesh_passphrase" in secrets and "PRIVATE KEY" not in secrets
     assert sh(lab, HUB, f"grep -rl 'PRIVATE KEY' {KIT}/").stdout == ""
@@ -142,6 +150,9 @@ def test_a_node_joins_once_with_an_invite(lab_site, joiner, tmp_path):
     assert manifest["node"] == "garden" and manifest["site_id"] == site.settings.site_id
     own = state / "seed" / "inventory" / "host_vars" / "garden"
     assert (own / "node.yml").is_file() and (own / "secrets.yml").stat().st_mode & 0o077 == 0
+    # The roles it configures itself with are the hub's.
+    kit_roles = sh(lab, HUB, f"sha256sum {KIT}/ansible.tar.gz").stdout.split()[0]
+    assert hashlib.sha256((state / "seed" / "ansible.tar.gz").read_bytes()).hexdigest() == kit_roles
     recorded = sh(lab, HUB, f"ls {HUB_STATE}/joined {HUB_STATE}/used").stdout.split()
     assert "garden.yml" in recorded and f"{invite_id}.yml" in recorded
 
@@ -234,3 +245,37 @@ def test_an_impersonator_gets_nothing(lab_site, joiner, tmp_path):
         rogue.kill()
         rogue.wait(timeout=10)
     assert os.path.exists(tmp_path / "meadow" / "keys.yml")  # made once, kept for a retry
+
+
+def test_node_import_brings_the_joined_node_in_and_provision_tells_its_peers(lab_site):
+    """After the join above: the controller reads the hub's record, the
+    inventory gets garden without private keys, and provisioning node1 gives
+    it garden's tinc host file. The site is put back afterwards: garden is no
+    lab node, and the lab's other tests provision the whole site."""
+    directory, env, lab = lab_site["dir"], lab_site["env"], lab_site["lab"]
+    kept = directory.parent / "site-before-import"
+    shutil.copytree(directory, kept)
+    try:
+        started = time.monotonic()
+        imported = run_cli("node", "import", "--site", directory, env=env, timeout=900)
+        print(f"node import: {time.monotonic() - started:.1f} s")
+        assert imported.returncode == 0, imported.stdout[-2000:] + imported.stderr[-2000:]
+        assert "brought 1 node(s) in from node2: garden" in imported.stdout, imported.stdout
+        site = load_site(directory)
+        garden = site.nodes["garden"]
+        assert (garden.index, garden.has_secrets) == (4, False)
+        assert not (directory / "host_vars/garden/vault.yml").exists()
+        assert next(r for r in site.invites if r.name == "garden").used_by == "garden"
+        again = run_cli("node", "import", "--site", directory, env=env, timeout=900)
+        assert again.returncode == 0 and "no new node" in again.stdout, again.stdout
+        told = run_cli("provision", "--site", directory, "--limit", "node1", "--", "--tags", "tinc", env=env,
+                       timeout=1800)
+        assert told.returncode == 0, told.stdout[-3000:]
+        host_file = sh(lab, "node1", f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
+        assert garden.public["tinc_public_key"].strip().splitlines()[1] in host_file
+    finally:
+        shutil.rmtree(directory)
+        shutil.move(kept, directory)
+        undone = run_cli("provision", "--site", directory, "--limit", "node1", "--", "--tags", "tinc", env=env,
+                         timeout=1800)
+        assert undone.returncode == 0, undone.stdout[-3000:]

@@ -1,4 +1,4 @@
-"""`meshstead node add|list`."""
+"""`meshstead node add|import|list`."""
 
 import json
 
@@ -6,7 +6,7 @@ from rich.table import Table
 
 from .. import sites
 from ..model import parse_node
-from .output import add_dry_run_option, add_vault_option, out, site_dir
+from .output import add_dry_run_option, add_vault_option, err, out, site_dir
 from .site import finish
 
 
@@ -57,8 +57,33 @@ def cmd_node_list(args) -> None:
         show_nodes(site)
 
 
+def cmd_node_import(args) -> int:
+    from ..invites import imports
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    with err.status("Import: reading the hubs") as status:
+        collected = imports.collect(opened, on_task=lambda t: status.update(f"Import: {t}"))
+    for hub in collected.unreachable:
+        err.print(f"meshstead: warning: hub {hub} did not answer; the nodes that joined there come with the next "
+                  f"import (log: {collected.log})", markup=False, highlight=False)
+    merged = imports.merge(opened.site, collected.records)
+    if merged.added or merged.used:
+        finish(opened, args.dry_run)
+    verb = "would bring" if args.dry_run else "brought"
+    if merged.added:
+        out.print(f"Import: {verb} {len(merged.added)} node(s) in from "
+                  f"{', '.join(sorted(collected.records))}: {', '.join(n.name for n in merged.added)}")
+        show_nodes(opened.site)
+        if not args.dry_run:
+            out.print(f"Next: meshstead provision --site {opened.directory}   (every node learns them; they have "
+                      "no private keys here: they made their own)")
+    else:
+        out.print(f"Import: no new node at {', '.join(sorted(collected.records)) or 'any hub'}"
+                  + (f" ({', '.join(merged.known)} already in the site)" if merged.known else ""))
+    return 1 if collected.unreachable and not collected.records else 0
+
+
 def register(sub, site_option) -> None:
-    node = sub.add_parser("node", help="add and list nodes").add_subparsers(dest="node_command", required=True)
+    node = sub.add_parser("node", help="add, import and list nodes").add_subparsers(dest="node_command", required=True)
     add = node.add_parser("add", parents=[site_option], help="add a node with fresh identities")
     add.add_argument("name")
     add.add_argument("--platform", default="amd64", help="rpi3, rpi4, rpi5, pizero2w, amd64, "
@@ -67,6 +92,11 @@ def register(sub, site_option) -> None:
     add_vault_option(add)
     add_dry_run_option(add)
     add.set_defaults(func=cmd_node_add)
+    imp = node.add_parser("import", parents=[site_option], help="bring in the nodes that joined through hubs "
+                          "by invite (reads each hub's record over Ansible)")
+    add_vault_option(imp)
+    add_dry_run_option(imp)
+    imp.set_defaults(func=cmd_node_import)
     lst = node.add_parser("list", parents=[site_option], help="list nodes")
     lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lst.set_defaults(func=cmd_node_list)

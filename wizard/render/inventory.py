@@ -57,6 +57,9 @@ def hosts(site: Site) -> dict:
     return data
 
 
+KEYS_ON_NODE = "meshstead_keys_on_node"
+
+
 def node_vars(site: Site, node: Node) -> dict:
     data = site.node_facts(node)
     if node.has_secrets:
@@ -64,6 +67,9 @@ def node_vars(site: Site, node: Node) -> dict:
         # (a site opened without its vault has not yet added a newer one).
         data.update({name: "{{ vault_" + name + " }}" for program, names in PRIVATE_VARS.items()
                      if PUBLIC_VARS[program][0] in node.public for name in names})
+    else:
+        # It joined by invite: its keys never left it, so it configures itself (playbooks/site.yml).
+        data[KEYS_ON_NODE] = True
     return data
 
 

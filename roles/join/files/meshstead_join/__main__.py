@@ -1,6 +1,7 @@
-"""python3 -m meshstead_join serve|join|check|pack: the hub's service, the
-joining node's client, the check of a hub's files before they replace live
-ones, and the packer of the roles for a hub's kit, as commands. Exit 0 on
+"""python3 -m meshstead_join serve|join|check|export|pack: the hub's service,
+the joining node's client, the check of a hub's files before they replace
+live ones, the hub's record for `node import`, and the packer of the roles
+for a hub's kit, as commands. Exit 0 on
 success, 1 with one line on stderr when the join is refused or cannot be made
 (or a file does not check), 2 for usage errors."""
 
@@ -22,10 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import client, kit, ownkeys, pack, seed, service, token
 from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
-from .state import write_atomic
+from .state import State, write_atomic
 
 PROG = "meshstead-join"
 STATE = Path("/var/lib/meshstead/join")  # the node's own keys and its last answer, root only
+HUB_STATE = Path("/var/lib/meshstead/join-hub")  # a hub's record of the nodes it admitted (the join role's)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -181,6 +183,20 @@ def _join(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    """A hub's record of the nodes it admitted, as JSON, for `meshstead node import`."""
+    state = State(args.state)
+    if not state.joined_dir.is_dir():
+        print(f"{PROG}: export: {args.state} holds no join service's state", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(state.export(), indent=1, sort_keys=True))
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"{PROG}: export: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _pack(args) -> int:
     """The roles of an Ansible home as ansible.tar.gz; prints its sha256."""
     try:
@@ -232,6 +248,9 @@ def main(argv=None) -> int:
     check.add_argument("--cert", type=Path, help="the hub's join certificate (join_tls_cert)")
     check.add_argument("--key", type=Path, help="its private key (join_tls_key)")
     check.add_argument("--pin", help="the pin the certificate and the key must have (join_pin)")
+    export = commands.add_parser("export", help="print the nodes this hub admitted (JSON), for node import")
+    export.add_argument("--state", type=Path, default=HUB_STATE,
+                        help=f"the hub's record of joins (default {HUB_STATE})")
     packer = commands.add_parser("pack", help="pack an Ansible home's roles as the ansible.tar.gz of seeds and kits")
     packer.add_argument("--home", type=Path, required=True,
                         help="the directory holding ansible.cfg, playbooks/, roles/ and plugins/")
@@ -243,7 +262,7 @@ def main(argv=None) -> int:
         parser.error("--python needs the node's own keys (leave out --identity)")
     if args.command == "check" and not (args.kit or args.cert or args.key):
         parser.error("check needs --kit, --cert or --key")
-    return {"serve": _serve, "join": _join, "check": _check, "pack": _pack}[args.command](args)
+    return {"serve": _serve, "join": _join, "check": _check, "export": _export, "pack": _pack}[args.command](args)
 
 
 if __name__ == "__main__":

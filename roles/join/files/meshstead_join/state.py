@@ -66,6 +66,15 @@ class State:
         except FileNotFoundError:
             return None
 
+    def used_all(self) -> dict:
+        return {path.stem: yaml.safe_load(path.read_text(encoding="utf-8"))
+                for path in sorted(self.used_dir.glob("*.yml"))}
+
+    def export(self) -> dict:
+        """What the controller's `node import` reads: the nodes admitted here
+        and the invites they used."""
+        return {"joined": self.joined(), "used": self.used_all(), "highest_index": self.highest_index()}
+
     def highest_index(self) -> int:
         try:
             return int((self.directory / "highest_index").read_text())
