@@ -208,3 +208,20 @@ def test_check_needs_one_invite_and_no_vault(site, tmp_path, config_home):
         password.unlink()  # offline and public: the vault is not needed
     assert run_cli("invite", "check", text, "--site", site).returncode == 0
     assert run_cli("invite", "list", "--site", site).returncode == 0
+
+
+def test_node_import_without_a_hub_is_one_error_and_writes_nothing(tmp_path, admin_key):
+    hubless = make_site(tmp_path / "hubless", admin_key, nodes=["cabin"])
+    before = snapshot(hubless)
+    assert_one_line_error(run_cli("node", "import", "--site", hubless), "hubs")
+    assert snapshot(hubless) == before
+
+
+def test_node_import_with_its_hubs_unreachable_says_so_and_writes_nothing(site, tmp_path):
+    """hilltop has no address anyone answers at: the import warns, exits 1 and changes nothing."""
+    before = snapshot(site)
+    result = run_cli("node", "import", "--site", site, env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+                     timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "hub hilltop did not answer" in result.stderr
+    assert snapshot(site) == before

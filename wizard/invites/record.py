@@ -29,7 +29,7 @@ class InviteRecord:
     created: str  # UTC, ISO 8601
     expires: str
     revoked: bool = False
-    # Filled when the invited node is brought into the inventory (`node import`, to come).
+    # Filled when the invited node is brought into the inventory (`node import`).
     used_by: str | None = None
     used_at: str | None = None
 
