@@ -16,6 +16,7 @@ them with their modes onto the router's /etc."""
 import contextlib
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -29,6 +30,8 @@ from ..render.nodefiles import NodeFile, render_node
 PLAYBOOK = "openwrt.yml"
 PREFIX = "openwrt:"
 # Files the ImageBuilder writes beside the images: not images.
+# make's own lines, which say nothing of why it failed.
+_MAKE_DIRECTORY = re.compile(r"^make(\[\d+\])?: (\*\*\*|Entering directory|Leaving directory)")
 _NOT_IMAGES = (".manifest", ".json", ".buildinfo", "sha256sums", ".log", ".txt")
 
 
@@ -141,8 +144,9 @@ def check_imagebuilder(directory: Path, target: Target) -> None:
         raise MeshsteadError("imagebuilder", f"{directory} has no target/linux/{target.board}; {expected}")
 
 
-def run_imagebuilder(bundle: Bundle, imagebuilder: Path, progress) -> tuple[Path, ...]:
-    """``make image`` in the ImageBuilder, its images into the bundle's bin/ (0600)."""
+def run_imagebuilder(bundle: Bundle, imagebuilder: Path, progress, failed_log: Path) -> tuple[Path, ...]:
+    """``make image`` in the ImageBuilder, its images into the bundle's bin/
+    (0600); its output in the bundle's build.log, or in ``failed_log`` when it fails."""
     bin_dir = bundle.path / "bin"
     bin_dir.mkdir(mode=0o700)
     log_path = bundle.path / "build.log"
@@ -158,12 +162,13 @@ def run_imagebuilder(bundle: Bundle, imagebuilder: Path, progress) -> tuple[Path
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            if line.strip():
+            if line.strip() and not _MAKE_DIRECTORY.match(line):
                 last = line.strip()
                 progress(last[:100])
         code = proc.wait()
     if code != 0:
-        raise MeshsteadError("imagebuilder", f"make image failed (exit {code}): {last[:200]}")
+        os.replace(log_path, failed_log)
+        raise MeshsteadError("imagebuilder", f"make image failed (exit {code}): {last[:200]} (log: {failed_log})")
     images = []
     for path in sorted(bin_dir.rglob("*")):
         if path.is_file():
@@ -200,7 +205,7 @@ def build(opened: sites.Opened, node: str, out: Path, *, imagebuilder: Path | No
         bundle = write_bundle(partial, node, target, files)
         images: tuple[Path, ...] = ()
         if imagebuilder is not None:
-            images = run_imagebuilder(bundle, imagebuilder.resolve(), progress)
+            images = run_imagebuilder(bundle, imagebuilder.resolve(), progress, out / f"{name}.failed.log")
         if final.exists():
             os.rename(final, old)  # a rebuild replaces the bundle whole
         os.rename(partial, final)
