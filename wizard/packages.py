@@ -1,6 +1,7 @@
-"""The Debian packages a node needs, from one manifest: the roles themselves.
+"""The packages a node needs, from one manifest: the roles themselves.
 
-Each role names what it installs in ``roles/<role>/vars/Debian.yml``
+Each role names what it installs in ``roles/<role>/vars/Debian.yml`` (and
+what an OpenWrt image adds in ``vars/OpenWrt.yml``)
 (``__<role>_packages`` and the like). The lab's apt repository, the radio lab's
 node base and the flashable images all take their list from here, so none of
 them can miss a package a role installs, and a node in a place without
@@ -37,3 +38,16 @@ def role_packages() -> tuple[str, ...]:
 def node_packages() -> tuple[str, ...]:
     """What a node holds before the roles run: theirs and what runs them."""
     return tuple(sorted(set(role_packages()) | set(RUNNER_PACKAGES)))
+
+
+def openwrt_packages(roles) -> tuple[str, ...]:
+    """What an OpenWrt image of a node running ``roles`` adds to the
+    ImageBuilder's default packages, in role order; "-name" removes one."""
+    names: list[str] = []
+    for role in roles:
+        vars_file = ansible_home() / "roles" / role / "vars" / "OpenWrt.yml"
+        data = (yaml.safe_load(vars_file.read_text()) or {}) if vars_file.is_file() else {}
+        for key, value in data.items():
+            if _PACKAGE_VAR.match(key) and isinstance(value, list):
+                names += [str(v) for v in value if str(v) not in names]
+    return tuple(names)

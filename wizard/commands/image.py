@@ -6,7 +6,7 @@ from pathlib import Path
 from .. import sites
 from ..errors import MeshsteadError
 from ..images import base as bases
-from ..images import generic, personalise, recipe
+from ..images import generic, openwrt, personalise, recipe
 from .output import add_vault_option, err, out, site_dir
 
 
@@ -36,7 +36,39 @@ def _write_hint(path: Path) -> str:
     return f"sudo dd if={path} of=/dev/sdX bs=4M conv=fsync status=progress"
 
 
+def _build_openwrt(args, opened, node) -> None:
+    if args.raw:
+        raise MeshsteadError("raw", "an OpenWrt node's image is made by its ImageBuilder; expected no --raw")
+    outdir = Path(args.out)
+    personalise.check_out_dir(outdir)
+    imagebuilder = Path(args.imagebuilder) if args.imagebuilder else None
+    with err.status(f"OpenWrt {node.name}: starting") as status:
+        bundle = openwrt.build(opened, node.name, outdir, imagebuilder=imagebuilder,
+                               progress=lambda msg: status.update(f"OpenWrt {node.name}: {msg}"))
+    out.print(f"OpenWrt bundle for {node.name}: {bundle.path}")
+    out.print(f"  holds {node.name}'s private keys (files/etc/uci-defaults, tinc's rsa_key.priv): written "
+              "0700/0600; keep it like a key, and never publish an image built from it")
+    out.print(f"  packages added to the ImageBuilder's defaults: {' '.join(bundle.packages)} "
+              f"(also in {bundle.path / 'packages.txt'})")
+    if not bundle.images:
+        files = str((bundle.path / "files").resolve())
+        out.print(f"  build it with the OpenWrt ImageBuilder for {bundle.target.target} (downloads.openwrt.org, "
+                  "release 23.05 or later), unpacked in IMAGEBUILDER:")
+        out.print(f"    {openwrt.make_command(bundle.target, bundle.packages, files, 'IMAGEBUILDER')}")
+        out.print(f"  or: {bundle.path / 'build.sh'} IMAGEBUILDER")
+        out.print(f"  or: meshstead image build {node.name} --site {opened.directory} --imagebuilder IMAGEBUILDER")
+        return
+    for image in bundle.images:
+        out.print(f"Image for {node.name}: {image}")
+        out.print(f"  size {_human(image.stat().st_size)}, sha256 {openwrt.sha256(image)}, written 0600")
+    out.print("  flash a sysupgrade image from OpenWrt with: sysupgrade -n IMAGE (-n: the node's settings "
+              "come from the image); a factory image through the vendor's firmware upload")
+
+
 def cmd_build(args) -> None:
+    if args.generic and args.imagebuilder:
+        raise MeshsteadError("imagebuilder", "a generic image has no OpenWrt bundle; expected --imagebuilder "
+                             "only with an OpenWrt node")
     if args.generic:
         return cmd_build_generic(args)
     if args.node is None:
@@ -47,6 +79,12 @@ def cmd_build(args) -> None:
                              "with them (a node's image takes its platform from the site)")
     opened = sites.open_site(site_dir(args), args.vault_password_file)
     node = sites.get_node(opened.site, args.node)
+    if openwrt.is_openwrt(node.platform):
+        _build_openwrt(args, opened, node)
+        return
+    if args.imagebuilder:
+        raise MeshsteadError("imagebuilder", f"node {node.name} has platform {node.platform}; expected an "
+                             "OpenWrt node (openwrt:<target>/<profile>)")
     platform = recipe.base_for_node(node.name, node.platform)
     outdir = Path(args.out)
     personalise.check_out_dir(outdir)  # before a base build that could take minutes
@@ -118,7 +156,8 @@ def register(sub, site_option) -> None:
     base.add_argument("--rebuild", action="store_true", help="build it again even if it is cached")
     base.set_defaults(func=cmd_base)
     build = image.add_parser("build", parents=[site_option], help="a node's flashable image: its platform's "
-                             "base plus the node's seed (identity and settings), configured at first boot")
+                             "base plus the node's seed (identity and settings), configured at first boot; "
+                             "for an OpenWrt node, an ImageBuilder bundle")
     build.add_argument("node", nargs="?", help="the node (its platform chooses the base)")
     build.add_argument("--generic", action="store_true",
                        help="no node: an image that joins the site by invite at first boot")
@@ -128,5 +167,7 @@ def register(sub, site_option) -> None:
     build.add_argument("--out", default="images", help="directory for the image (default: images)")
     build.add_argument("--raw", action="store_true", help="write NODE-PLATFORM.img instead of a zstd-compressed "
                        ".img.zst")
+    build.add_argument("--imagebuilder", metavar="DIR", help="OpenWrt nodes: run this unpacked OpenWrt "
+                       "ImageBuilder on the node's bundle (without it, the bundle and the make command)")
     add_vault_option(build)
     build.set_defaults(func=cmd_build)

@@ -10,8 +10,8 @@ that run programs, or whose condition depends on the node's state (a
 registered result), are not files and are skipped; so are copies of the
 node's own files and placeholders written only where the node has none.
 
-Used by `identity export` today; image seeds and join answers are meant to
-render through it too.
+Used by `identity export` (playbooks/site.yml) and by OpenWrt image bundles
+(playbooks/openwrt.yml, whose plays import each role's tasks/openwrt.yml).
 """
 
 import os
@@ -24,8 +24,10 @@ from ..resources import ansible_home
 FILE_ACTIONS = ("template", "copy")
 _plugins_ready = False
 # The facts the roles' platform vars files are chosen by (first_found on
-# os_family); nothing is gathered from the node, so the files are Debian's.
+# os_family); nothing is gathered from the node, so they follow its platform.
 PLATFORM_FACTS = {"os_family": "Debian", "distribution": "Debian", "system": "Linux"}
+OPENWRT_FACTS = {"os_family": "OpenWrt", "distribution": "OpenWrt", "system": "Linux"}
+SITE_PLAYBOOK = "site.yml"
 
 
 @dataclass(frozen=True)
@@ -88,28 +90,47 @@ class _Renderer:
         from ansible.template import Templar
         return Templar(loader=self.loader, variables=variables)
 
-    def render(self, node: str, roles: tuple[str, ...] | None) -> list[NodeFile]:
+    def render(self, node: str, roles: tuple[str, ...] | None, playbook_name: str) -> list[NodeFile]:
         from ansible.playbook import Playbook
 
         host = self.inventory.get_host(node)
         if host is None:
             raise MeshsteadError("node", f"{node} is not in the site's inventory")
-        playbook = Playbook.load(str(self.home / "playbooks" / "site.yml"), variable_manager=self.variables,
+        self.facts = OPENWRT_FACTS if "openwrt" in {g.name for g in host.get_groups()} else PLATFORM_FACTS
+        playbook = Playbook.load(str(self.home / "playbooks" / playbook_name), variable_manager=self.variables,
                                  loader=self.loader)
         files: list[NodeFile] = []
         for play in playbook.get_plays():
             if host not in self.inventory.get_hosts(play.hosts):
                 continue
             for role in play.get_roles():
-                if roles is not None and role.get_name() not in roles:
-                    continue
+                if role.from_include or (roles is not None and role.get_name() not in roles):
+                    continue  # an imported role's tasks are the play's (below)
                 files += self._role_files(play, host, role)
+            files += self._imported_files(play, host, roles)
+        return files
+
+    def _imported_files(self, play, host, roles) -> list[NodeFile]:
+        """Files of the roles a play's tasks import (import_role), each under its
+        import's condition: their tasks carry it."""
+        files: list[NodeFile] = []
+        chunk: list = []
+        for task in _tasks(play.tasks):
+            role = task._role
+            if role is None or (roles is not None and role.get_name() not in roles):
+                continue
+            if chunk and chunk[0]._role is not role:
+                files += self._file_tasks(play, host, chunk[0]._role, chunk)
+                chunk = []
+            chunk.append(task)
+        if chunk:
+            files += self._file_tasks(play, host, chunk[0]._role, chunk)
         return files
 
     def _vars(self, play, host, task, included: dict) -> dict:
         variables = self.variables.get_vars(play=play, host=host, task=task)
         facts = dict(variables.get("ansible_facts") or {})
-        for key, value in PLATFORM_FACTS.items():
+        for key, value in self.facts.items():
             facts.setdefault(key, value)
         variables["ansible_facts"] = facts
         variables.update(included)
@@ -126,18 +147,21 @@ class _Renderer:
             return None
 
     def _role_files(self, play, host, role) -> list[NodeFile]:
-        blocks = role.compile(play=play)
+        tasks = list(_tasks(role.compile(play=play)))
+        if tasks:
+            # The role's condition in the playbook (`when:` on the role).
+            templar = self.templar(self._vars(play, host, tasks[0], {}))
+            if not self._applies(templar, role.when or []):
+                return []
+        return self._file_tasks(play, host, role, tasks)
+
+    def _file_tasks(self, play, host, role, tasks) -> list[NodeFile]:
+        """The files the file-writing tasks among ``tasks`` (one role's, in order) write."""
         included: dict = {}
         files = []
-        first = True
-        for task in _tasks(blocks):
+        for task in tasks:
             variables = self._vars(play, host, task, included)
             templar = self.templar(variables)
-            if first:
-                first = False
-                # The role's condition in the playbook (`when:` on the role).
-                if not self._applies(templar, role.when or []):
-                    return []
             action = _short(task.action)
             if action == "include_vars":
                 included.update(self._include_vars(templar, task))
@@ -193,13 +217,14 @@ class _Renderer:
 
 
 def render_node(site_dir: Path, password: bytes, node: str, *, roles: tuple[str, ...] | None = None,
-                extra_vars: dict | None = None) -> list[NodeFile]:
-    """Every file the site playbook's roles would write on ``node``, in task order."""
+                extra_vars: dict | None = None, playbook: str = SITE_PLAYBOOK) -> list[NodeFile]:
+    """Every file the roles of ``playbook`` (under playbooks/) would write on
+    ``node``, in task order."""
     from ansible.errors import AnsibleError
 
     os.environ.setdefault("ANSIBLE_CONFIG", str(ansible_home() / "ansible.cfg"))
     try:
-        return _Renderer(site_dir, password, extra_vars).render(node, roles)
+        return _Renderer(site_dir, password, extra_vars).render(node, roles, playbook)
     except AnsibleError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MeshsteadError(node, f"cannot render the roles' files ({first})") from None
