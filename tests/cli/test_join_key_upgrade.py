@@ -75,9 +75,11 @@ def test_an_old_site_gets_join_keys_at_its_next_write_and_keeps_its_other_keys(s
     cert = x509.load_pem_x509_certificate(hilltop["join_tls_cert"].encode())
     assert key.public_key() == cert.public_key()
     assert {k: v for k, v in secrets.items() if k != "join_tls_key"} == hilltop_before
-    # The node that made its own keys is not given one, and its files are untouched.
+    # The node that made its own keys is not given one; its file only gains the mark that it holds them.
     assert not (site / "host_vars/cabin/vault.yml").exists()
-    assert (site / "host_vars/cabin/node.yml").read_bytes() == old[Path("host_vars/cabin/node.yml")][0]
+    cabin = _node_yml(site, "cabin")
+    assert cabin.pop("meshstead_keys_on_node") is True
+    assert cabin == yaml.safe_load(old[Path("host_vars/cabin/node.yml")][0])
 
     # Generated once: the next write keeps it.
     assert run_cli("node", "add", "shed", "--site", site).returncode == 0

@@ -196,3 +196,12 @@ def test_a_generic_image_joins_through_the_hub_by_invite(image_site, tmp_path):
     listing = sh(lab, "garden", "ls /boot/efi/meshstead /etc/systemd/network").stdout.split()
     assert "invite.txt" not in listing and "90-meshstead-join.network" not in listing, listing
     assert sh(lab, "garden", "stat -c %a /var/lib/meshstead/join/keys.yml").stdout.strip() == "600"
+    # The controller brings it in; provisioning the site tells the others, and leaves garden alone.
+    imported = cli(env, "node", "import", "--site", directory, timeout=1800).stdout
+    assert "brought 1 node(s) in from hub: garden" in imported, imported
+    cli(env, "provision", "--site", directory, timeout=3600)
+    site = load_site(directory)
+    assert not site.nodes["garden"].has_secrets
+    results = reach.matrix(lab, site, attempts=20)
+    failed = [key for key, ok in results.items() if not ok]
+    assert not failed, failed

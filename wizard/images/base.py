@@ -87,7 +87,10 @@ def ensure(recipe: Recipe, progress: Progress, rebuild: bool = False) -> tuple[B
         disk.require_tools("mmdebstrap", "mke2fs", "mkfs.vfat", "mcopy", "sfdisk")
         tmp = Path(tempfile.mkdtemp(prefix=f".base-{recipe.platform}-", dir=root))
         try:
-            _build(recipe, tmp, progress)
+            try:
+                _build(recipe, tmp, progress)
+            except MeshsteadError as exc:
+                raise _with_kept_log(exc, tmp, root / f"build-{recipe.platform}.log") from None
             if final.exists():
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -119,6 +122,15 @@ def wheel(project: str, version: str, progress: Progress) -> Path:
     return found[0]
 
 
+def _with_kept_log(exc: MeshsteadError, work: Path, kept: Path) -> MeshsteadError:
+    """A failed build's directory goes; its log is kept beside the bases, where the error points."""
+    log = work / "mmdebstrap.log"
+    if not log.is_file():
+        return exc
+    shutil.copyfile(log, kept)
+    return MeshsteadError(exc.field, exc.message.replace(str(log), str(kept)))
+
+
 def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
     started = time.monotonic()
     wheels = [wheel("ansible-core", recipe.ansible_core, progress), wheel("mitogen", recipe.mitogen, progress)]
@@ -135,7 +147,7 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         *(f'rm -f "$1{path}"' for path in inside),
         f"sync-in {recipe.files} /",
         f"sync-in {overlay} /",
-        f'mkdir -p "$1{JOIN_PACKAGE}"',
+        f'mkdir -p "$1{JOIN_PACKAGE}/meshstead_join"',  # sync-in copies into an existing directory
         f"sync-in {recipe.join_package} {JOIN_PACKAGE}/meshstead_join",
         f'rm -rf "$1{JOIN_PACKAGE}/meshstead_join/__pycache__"',
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
