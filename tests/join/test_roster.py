@@ -18,10 +18,12 @@ from tests.conftest import ROOT
 from tests.join.helpers import client, quick, snapshot
 from wizard import nodeside, sites
 from wizard.identity import join as join_identity
+from wizard.identity import node as node_identity
 from wizard.invites import imports
 
 roster = nodeside.module("roster")
 State = nodeside.module("state").State
+seed = nodeside.module("seed")
 NAMES = ("garden", "shed", "orchard")
 
 
@@ -58,11 +60,15 @@ def _key_of(hub, node: str):
     return load_pem_private_key(sites.node_secrets(hub.opened(), node)["join_tls_key"].encode(), None)
 
 
-def _published(hub, tmp_path) -> bytes:
+def _published_path(hub, tmp_path):
     out = tmp_path / "roster.json"
     result = _publish(hub, out)
     assert result.returncode == 0, result.stderr
-    return out.read_bytes()
+    return out
+
+
+def _published(hub, tmp_path) -> bytes:
+    return _published_path(hub, tmp_path).read_bytes()
 
 
 def test_a_node_of_the_site_takes_the_nodes_a_hub_admitted(hub, identities, tmp_path):
@@ -217,3 +223,17 @@ def test_a_node_the_inventory_imported_is_known(hub, identities, tmp_path):
     assert checked.known == ["garden"] and checked.added == {}
     # Imported with other keys: not the same node.
     assert checked.refused == {"shed": "the inventory has another node shed (index 4, other keys)"}
+
+
+def test_a_joined_node_checks_a_later_roster_against_its_own_seed(hub, identities, tmp_path):
+    """The trust root of a node that joined: the inventory in the seed it wrote
+    from its hub's answer. It knows itself and learns who joined after it."""
+    public, private = node_identity.generate("garden.test.internal")
+    answer = client.join(hub.invite("garden"), public, **quick())
+    seed.write(tmp_path / "seed", answer, private)
+    _join(hub, identities, 1, first=1)
+    checked = _run("check", _published_path(hub, tmp_path), "--inventory", tmp_path / "seed")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[1:] == [
+        f"add shed: index 4, {State(hub.state_dir).joined()['shed']['node_mesh_ipv4']}, rpi4, roles dns",
+        "known garden"]
