@@ -176,8 +176,12 @@ def _signer(signed: bytes, signature: bytes, inventory: Inventory) -> str:
                       "expected it exactly as its hub signed it")
 
 
-def _form(roster, signed: bytes) -> None:
-    """The fields a document must have, in the one byte form."""
+def _form(signed: bytes) -> dict:
+    """The verified bytes as a document: the fields it must have, in the one byte form."""
+    try:
+        roster = json.loads(signed)
+    except (ValueError, UnicodeDecodeError):
+        roster = None
     if not isinstance(roster, dict) or canonical(roster) != signed:
         raise RosterError("malformed", "the roster's bytes are not the canonical JSON of an object")
     if roster.get("format") != FORMAT:
@@ -193,13 +197,14 @@ def _form(roster, signed: bytes) -> None:
         raise RosterError("malformed", "the roster's issued time is not UTC ISO 8601 (2026-12-03T08:55:49Z)")
     if not isinstance(roster["nodes"], dict) or not isinstance(roster["removed"], dict):
         raise RosterError("malformed", "the roster's nodes and removed are not mappings")
+    return roster
 
 
 def _removed(removed: dict) -> dict:
     for name, entry in removed.items():
-        index = entry.get("node_index") if isinstance(entry, dict) else None
-        if not _LABEL.match(name) or set(entry or ()) != {"node_index", "at"} or not isinstance(index, int) \
-                or isinstance(index, bool) or not isinstance(entry["at"], str):
+        whole = isinstance(entry, dict) and set(entry) == {"node_index", "at"}
+        if not _LABEL.match(name) or not whole or not isinstance(entry["node_index"], int) \
+                or isinstance(entry["node_index"], bool) or not isinstance(entry["at"], str):
             raise RosterError("malformed", f"the roster's removed entry {name!r} is not "
                               '{"node_index": number, "at": time}')
     return removed
@@ -235,8 +240,7 @@ def _fields(name: str, entry, inventory: Inventory) -> dict:
     platform, roles = entry["node_platform"], entry["node_roles"]
     if not isinstance(platform, str) or not (platform in groups.DEBIAN_PLATFORMS or platform.startswith("openwrt:")):
         raise _Refused(f"its platform {platform!r} is not one of {', '.join(groups.DEBIAN_PLATFORMS)} or openwrt:…")
-    if not isinstance(roles, list) or not set(roles) <= set(groups.ROLE_GROUPS) \
-            or not all(isinstance(r, str) for r in roles):
+    if not isinstance(roles, list) or not all(isinstance(r, str) and r in groups.ROLE_GROUPS for r in roles):
         raise _Refused(f"its roles {roles!r} are not a list of {', '.join(groups.ROLE_GROUPS)}")
     return entry
 
@@ -288,8 +292,7 @@ def check(data: bytes, inventory: Inventory, after: int = 0) -> Checked:
     roster as a whole is refused."""
     signed, signature = _envelope(data)
     hub = _signer(signed, signature, inventory)
-    roster = json.loads(signed)  # verified: these exact bytes are the hub's
-    _form(roster, signed)
+    roster = _form(signed)  # verified: these exact bytes are the hub's
     if roster["hub"] != hub:
         raise RosterError("hub", f"the roster is signed by {hub} but names {roster['hub']!r} as its hub")
     if roster["site_id"] != inventory.site_id:
