@@ -1,7 +1,7 @@
-"""python3 -m meshstead_join serve|join|check|export|pack: the hub's service,
-the joining node's client, the check of a hub's files before they replace
-live ones, the hub's record for `node import`, and the packer of the roles
-for a hub's kit, as commands. Exit 0 on
+"""python3 -m meshstead_join serve|join|check|export|pack|roster: the hub's
+service, the joining node's client, the check of a hub's files before they
+replace live ones, the hub's record for `node import`, the packer of the roles
+for a hub's kit, and the hub's signed roster (publish, check), as commands. Exit 0 on
 success, 1 with one line on stderr when the join is refused or cannot be made
 (or a file does not check), 2 for usage errors."""
 
@@ -21,7 +21,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import client, kit, ownkeys, pack, seed, service, token
+from . import client, kit, ownkeys, pack, roster, seed, service, token
 from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
 from .state import State, write_atomic
 
@@ -209,6 +209,76 @@ def _pack(args) -> int:
     return 0
 
 
+def _roster_publish(args) -> int:
+    """The hub's roster of the nodes it admitted, signed with its join key."""
+    try:
+        published = roster.publish(args.state, args.kit, args.key.read_bytes(), args.out, time.time())
+    except roster.RosterError as exc:
+        print(f"{PROG}: roster: {exc.problem}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: roster: {exc}", file=sys.stderr)
+        return 1
+    how = "changed" if published.changed else "unchanged since the last publish"
+    print(f"roster of {published.hub}: serial {published.serial}, {published.nodes} nodes ({how}), written to "
+          f"{args.out}", file=sys.stderr)
+    return 0
+
+
+def _roster_summary(checked: roster.Checked) -> list[str]:
+    lines = [f"roster of {checked.hub}, serial {checked.serial}, issued {checked.issued}: {len(checked.added)} to "
+             f"add, {len(checked.known)} known, {len(checked.refused)} refused"]
+    lines += [f"add {name}: index {entry['node_index']}, {entry['node_mesh_ipv4']}, {entry['node_platform']}"
+              + (f", roles {' '.join(entry['node_roles'])}" if entry["node_roles"] else "")
+              for name, entry in checked.added.items()]
+    lines += [f"known {name}" for name in checked.known]
+    lines += [f"refused {name}: {reason}" for name, reason in checked.refused.items()]
+    lines += [f"removed {name}: index {entry['node_index']} at {entry['at']}"
+              for name, entry in checked.removed.items()]
+    return lines
+
+
+def _roster_check(args) -> int:
+    """What a node would take from a roster: exit 0 and a summary, or 1 and
+    the problem. Refused entries are listed; they do not refuse the roster."""
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"{PROG}: roster: cannot read the roster: {exc}", file=sys.stderr)
+        return 2
+    try:
+        checked = roster.check(data, roster.load_inventory(args.inventory), args.after)
+    except roster.RosterError as exc:
+        print(f"{PROG}: roster: {exc.problem}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(_roster_summary(checked)))
+    return 0
+
+
+def _serial(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a serial (a whole number, 0 or more)")
+    return int(text)
+
+
+def _roster_commands(commands) -> None:
+    parser = commands.add_parser("roster", help="publish a hub's signed roster of the nodes it admitted, or check "
+                                 "one against a node's inventory")
+    actions = parser.add_subparsers(dest="roster_command", required=True)
+    publish = actions.add_parser("publish", help="write this hub's roster, signed with its join key")
+    publish.add_argument("--state", type=Path, default=HUB_STATE,
+                         help=f"the hub's record of joins (default {HUB_STATE})")
+    publish.add_argument("--kit", type=Path, required=True, help="the hub's kit: the site and the hub's name")
+    publish.add_argument("--key", type=Path, required=True, help="the hub's join key (join_tls_key)")
+    publish.add_argument("--out", type=Path, required=True, help="where to write the roster (JSON, mode 0644)")
+    checker = actions.add_parser("check", help="check a roster against a node's inventory, changing nothing")
+    checker.add_argument("file", type=Path, help="the roster file")
+    checker.add_argument("--inventory", type=Path, required=True,
+                         help="the node's inventory: a site directory, a kit or a seed")
+    checker.add_argument("--after", type=_serial, default=0,
+                         help="the serial last accepted from the roster's hub (default 0: none)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="Join a meshstead site by invite.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +325,7 @@ def main(argv=None) -> int:
     packer.add_argument("--home", type=Path, required=True,
                         help="the directory holding ansible.cfg, playbooks/, roles/ and plugins/")
     packer.add_argument("--out", type=Path, required=True, help="where to write ansible.tar.gz")
+    _roster_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "join" and args.identity and (args.seed or args.ansible):
         parser.error("--seed and --ansible need the node's own keys (leave out --identity)")
@@ -262,6 +333,8 @@ def main(argv=None) -> int:
         parser.error("--python needs the node's own keys (leave out --identity)")
     if args.command == "check" and not (args.kit or args.cert or args.key):
         parser.error("check needs --kit, --cert or --key")
+    if args.command == "roster":
+        return {"publish": _roster_publish, "check": _roster_check}[args.roster_command](args)
     return {"serve": _serve, "join": _join, "check": _check, "export": _export, "pack": _pack}[args.command](args)
 
 

@@ -36,3 +36,19 @@ def add_host(hosts: dict, name: str, platform: str, roles, overlay, services) ->
         entry["hosts"] = members
         members[name] = None
     return hosts
+
+
+def listed(group) -> set:
+    """Every host of a hosts.yml group and of its children."""
+    if not isinstance(group, dict):
+        return set()
+    names = set(group.get("hosts") or {})
+    for child in (group.get("children") or {}).values():
+        names |= listed(child)
+    return names
+
+
+def members(hosts: dict, name: str) -> set:
+    """The hosts of group `name` of a hosts.yml mapping (none if it lacks the group)."""
+    children = ((hosts or {}).get("all") or {}).get("children") or {}
+    return listed(children.get(name))

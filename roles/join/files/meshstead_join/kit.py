@@ -52,7 +52,8 @@ class Kit:
     roles: bytes | None = None  # ansible.tar.gz, when the kit has it
 
 
-def _yaml(path: Path, *, required: bool) -> dict:
+def read_yaml(path: Path, *, required: bool) -> dict:
+    """A YAML mapping of the site's inventory; KitError naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -70,7 +71,7 @@ def _yaml(path: Path, *, required: bool) -> dict:
 
 def load(directory: Path) -> Kit:
     directory = Path(directory)
-    site = _yaml(directory / SITE, required=True)
+    site = read_yaml(directory / SITE, required=True)
     missing = [name for name in SITE_VARS if name not in site]
     if missing:
         raise KitError(f"{directory / SITE} lacks {', '.join(missing)}")
@@ -89,11 +90,11 @@ def load(directory: Path) -> Kit:
         private = [name for name in PRIVATE_FILES if (node_dir / name).exists()]
         if private:
             raise KitError(f"{node_dir / private[0]} is in the kit; expected no node's private keys in a kit")
-        node = _yaml(node_dir / "node.yml", required=True)
+        node = read_yaml(node_dir / "node.yml", required=True)
         if node.get("node_name") != node_dir.name or not isinstance(node.get("node_index"), int):
             raise KitError(f"{node_dir / 'node.yml'} lacks node_name {node_dir.name!r} or its node_index")
         nodes[node_dir.name] = node
-    records = _yaml(directory / INVITES, required=False).get("site_invites") or []
+    records = read_yaml(directory / INVITES, required=False).get("site_invites") or []
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
                                                 for r in records):
         raise KitError(f"{directory / INVITES}: site_invites is not a list of invites with ids")
@@ -106,6 +107,6 @@ def load(directory: Path) -> Kit:
     if roles is not None and roles[:2] != b"\x1f\x8b":
         raise KitError(f"{directory / ROLES} is not a gzip file; expected the roles as ansible.tar.gz")
     return Kit(site=site, signing_public_key=key, ipv4_plan=plan, ipv6_ula=ula, nodes=nodes,
-               invites={r["id"]: r for r in records}, secrets=_yaml(directory / SECRETS, required=False),
-               local=_yaml(directory / LOCAL, required=False), hosts=_yaml(directory / HOSTS, required=False),
+               invites={r["id"]: r for r in records}, secrets=read_yaml(directory / SECRETS, required=False),
+               local=read_yaml(directory / LOCAL, required=False), hosts=read_yaml(directory / HOSTS, required=False),
                roles=roles)

@@ -26,22 +26,12 @@ def _yaml(data: dict) -> bytes:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False).encode()
 
 
-def _listed(group) -> set:
-    """Every host of a hosts.yml group and its children."""
-    if not isinstance(group, dict):
-        return set()
-    names = set(group.get("hosts") or {})
-    for child in (group.get("children") or {}).values():
-        names |= _listed(child)
-    return names
-
-
 def hosts(answer: dict) -> dict:
     """The hub's hosts.yml with this node and the nodes joined at that hub
     (which the kit's hosts.yml does not list) added to their groups."""
     site, node = answer["site"], answer["node"]
     data = copy.deepcopy(site.get("hosts") or groups.empty())
-    present = _listed(data.get("all"))
+    present = groups.listed(data.get("all"))
     overlay, services = site["vars"].get("site_overlay") or [], site["vars"].get("site_services") or []
     nodes = {**site.get("nodes", {}), node["node_name"]: node}
     for name, facts in sorted(nodes.items(), key=lambda item: item[1].get("node_index", 0)):
