@@ -76,8 +76,10 @@ def cmd_node_import(args) -> int:
         if not args.dry_run:
             out.print(f"Next: meshstead provision --site {opened.directory}   (every node learns them; they have "
                       "no private keys here: they made their own)")
+    elif not collected.records:
+        out.print("Import: no hub answered; nothing was imported")
     else:
-        out.print(f"Import: no new node at {', '.join(sorted(collected.records)) or 'any hub'}"
+        out.print(f"Import: no new node at {', '.join(sorted(collected.records))}"
                   + (f" ({', '.join(merged.known)} already in the site)" if merged.known else ""))
     return 1 if collected.unreachable and not collected.records else 0
 
