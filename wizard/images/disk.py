@@ -126,6 +126,11 @@ def boot_files(recipe, tree: Path) -> dict[str, Path | bytes]:
             "loader/entries/meshstead.conf": entry.encode(), "vmlinuz": kernels[-1], "initrd.img": initrds[-1]}
 
 
+def _fat_has_dir(image: str, sub: str) -> bool:
+    return subprocess.run(["mdir", "-b", "-i", image, f"::/{sub}"], capture_output=True,  # noqa: S603,S607
+                          env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}, check=False).returncode == 0
+
+
 def copy_into_fat(image: str, files: dict[str, Path | bytes]) -> None:
     """Write files into a FAT file system (a file, or IMG@@OFFSET inside a disk image)."""
     with tempfile.TemporaryDirectory(prefix="meshstead-fat-") as tmp:
@@ -137,6 +142,8 @@ def copy_into_fat(image: str, files: dict[str, Path | bytes]) -> None:
                 sub = "/".join(parts[:i])
                 if sub not in made:
                     made.add(sub)
+                    if _fat_has_dir(image, sub):  # a card that already has it (e.g. meshstead/)
+                        continue
                     run(["mmd", "-D", "s", "-i", image, f"::/{sub}"], what=f"mmd {sub}",
                         env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"})
         for rel, content in files.items():
