@@ -20,8 +20,10 @@ def essential_hooks() -> list[str]:
 def customize_hooks(modules: Sequence[str]) -> list[str]:
     """mmdebstrap --customize-hook: every package is in; the one real run."""
     return [
-        # conf.d is read after initramfs.conf (a conffile, left as Debian ships it).
-        'echo MODULES=list > "$1/etc/initramfs-tools/conf.d/meshstead-modules"',
+        # conf.d is read after initramfs.conf (a conffile, left as Debian ships it). The root is
+        # always ext4 (disk.assemble): named, because the fsck hook cannot find LABEL=meshstead-root
+        # in a build tree, and without fsck.ext4 in the initramfs the root is never checked.
+        "printf 'MODULES=list\\nFSTYPE=ext4\\n' > \"$1/etc/initramfs-tools/conf.d/meshstead\"",
         f"printf '%s\\n' {' '.join(modules)} >> \"$1/etc/initramfs-tools/modules\"",
         f'rm -f "$1{UPDATE}"',
         f'chroot "$1" dpkg-divert --quiet --local --rename --remove {UPDATE}',
