@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,13 +42,16 @@ def run(cmd: Sequence[str], *, what: str, **kwargs) -> subprocess.CompletedProce
 
 
 def run_logged(cmd: Sequence[str], log: Path, *, what: str, progress: Callable[[str], None]) -> None:
-    """A long command whose output goes to a log; its last line is shown as progress."""
-    with open(log, "w") as out:
+    """A long command whose output goes to a log, each line stamped with the
+    seconds since the start (where a slow build spends its time); its last
+    line is shown as progress."""
+    started = time.monotonic()
+    with open(log, "w", buffering=1) as out:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
                                 text=True)
         last = ""
         for line in proc.stdout:
-            out.write(line)
+            out.write(f"{time.monotonic() - started:7.1f} {line}")
             if line.strip():
                 last = line.strip()
                 progress(f"{what}: {last[:100]}")
