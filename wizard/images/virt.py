@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -63,8 +62,12 @@ def boot_files(image: Path, out: Path) -> tuple[Path, Path, str]:
 
 @dataclass
 class Guest:
-    pid: int
+    proc: subprocess.Popen
     work: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     @property
     def console(self) -> Path:
@@ -82,14 +85,7 @@ class Guest:
         return "\n".join(kept[-lines:])
 
     def running(self) -> bool:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, os.WNOHANG)
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return stat[stat.rindex(")") + 2] not in "ZX" and str(self.overlay).encode() in argv
+        return self.proc.poll() is None
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match | None:
         """The first console line matching `pattern`, or None when the guest
@@ -108,10 +104,9 @@ class Guest:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if not self.running():
                 return
-            os.kill(self.pid, sig)
-            deadline = time.monotonic() + timeout
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            self.proc.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
 
 
 def start(image: Path, work: Path, *, smp: int = 2) -> Guest:
@@ -119,24 +114,23 @@ def start(image: Path, work: Path, *, smp: int = 2) -> Guest:
     disk.require_tools(QEMU, "qemu-img", "mcopy", "sfdisk")
     work.mkdir(parents=True, exist_ok=True)
     kernel, initrd, cmdline = boot_files(image, work)
-    guest = Guest(0, work)
+    overlay, console = work / "card.qcow2", work / "console.log"
     disk.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.resolve()), "-F", "raw",
-              str(guest.overlay), CARD], what="qemu-img create (overlay)")
+              str(overlay), CARD], what="qemu-img create (overlay)")
     # The Pi's consoles do not exist on virt: its PL011 (ttyAMA0), last so that it is /dev/console.
     append = f"{cmdline} console=ttyAMA0 panic=-1"
     # A NIC for the roles' eth0; user networking that reaches nothing outside (restrict=on).
     argv = [QEMU, "-M", "virt", "-cpu", "cortex-a53", "-smp", str(smp), "-m", str(MEMORY_MB),
             "-accel", "tcg,thread=multi", "-display", "none", "-monitor", "none", "-no-reboot",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-            "-drive", f"file={guest.overlay},if=virtio,format=qcow2",
+            "-drive", f"file={overlay},if=virtio,format=qcow2",
             "-nic", "user,model=virtio-net-pci,restrict=on",
             "-device", "virtio-rng-pci",
-            "-chardev", f"file,id=console,path={guest.console}", "-serial", "chardev:console"]
+            "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console"]
     with open(work / "qemu.log", "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    guest.pid = proc.pid
-    return guest
+    return Guest(proc, work)
 
 
 def flatten(guest: Guest) -> Path:
