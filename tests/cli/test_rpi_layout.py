@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import make_site
+from tests.conftest import assert_one_line_error, make_site, run_cli
 from wizard import sites
 from wizard.images import base as bases
 from wizard.images import disk, personalise, raspi, recipe, virt
@@ -81,3 +81,10 @@ def test_personalising_writes_the_seed_beside_the_boot_files_and_never_changes_t
         a.seek(base.info["root_offset"])
         b.seek(base.info["root_offset"])
         assert a.read() == b.read()
+    # The lab boots PCs (UEFI): a Pi's image is refused in one line, before any lab exists.
+    try:
+        refused = run_cli("lab", "boot", built.path, "--site", site, timeout=600)
+    finally:
+        run_cli("lab", "down", "--site", site, timeout=600)  # were it not refused, no lab is left up
+    assert_one_line_error(refused, "image")
+    assert "rpi4 node cabin" in refused.stderr

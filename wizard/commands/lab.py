@@ -172,6 +172,9 @@ def cmd_lab_boot(args) -> int:
     node = seed["node"]
     if node not in site.nodes:
         raise MeshsteadError("image", f"{image} is for node {node}, which the site does not have")
+    if site.nodes[node].platform != "amd64":  # the lab's QEMU is a UEFI PC
+        raise MeshsteadError("image", f"{image} is for {site.nodes[node].platform} node {node}; expected an amd64 "
+                             "image (an rpi image boots under qemu -M virt in tests/vm/test_rpi_image.py)")
     lab = lab_for(site)
     if is_radio(lab):
         raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
