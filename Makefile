@@ -7,7 +7,8 @@ PYTHON ?= python3
 HOST_PACKAGES = tinc yggdrasil syncthing nncp openssh-client dnsmasq unbound nftables iproute2 \
 	iputils-ping mmdebstrap systemd-container apt-utils dpkg-dev arch-test netcat-openbsd \
 	zbar-tools dnsutils ca-certificates python3-cryptography python3-yaml \
-	qemu-system-x86 qemu-utils e2fsprogs ovmf dosfstools mtools fdisk zstd
+	qemu-system-x86 qemu-utils e2fsprogs ovmf dosfstools mtools fdisk zstd \
+	qemu-user-static qemu-system-arm
 DEMO_SITE ?= inventory/demo
 
 .PHONY: setup host-packages demo test lint wheel clean

@@ -12,6 +12,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run only when asked for by marker (`-m slow`, `-m "vm and slow"`):
+    not in `make test`, nor with `-m vm`."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(autouse=True)
 def config_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("config")

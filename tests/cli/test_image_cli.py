@@ -9,13 +9,13 @@ import yaml
 
 from tests.conftest import assert_one_line_error, make_site, run_cli
 from wizard import sites
-from wizard.images import seed
+from wizard.images import recipe, seed
 
 
 @pytest.fixture
 def site(tmp_path, admin_key):
     return make_site(tmp_path / "field", admin_key, "services=", nodes=["hub --role hub", "cabin",
-                                                                        "attic --platform rpi4"])
+                                                                        "attic --platform rpi5"])
 
 
 def test_an_unknown_node_is_one_error(site, tmp_path):
@@ -26,7 +26,7 @@ def test_an_unknown_node_is_one_error(site, tmp_path):
 def test_a_platform_without_a_base_says_why(site, tmp_path):
     result = run_cli("image", "build", "attic", "--site", site, "--out", tmp_path / "out")
     assert_one_line_error(result, "node")
-    assert "rpi4" in result.stderr and "not built by this version yet" in result.stderr
+    assert "rpi5" in result.stderr and "Raspberry Pi 5" in result.stderr and "--base" in result.stderr
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
@@ -47,8 +47,18 @@ def test_an_out_path_that_cannot_be_a_directory_is_refused_before_the_base(site,
 
 
 def test_an_unknown_platform_base_is_refused(site):
-    result = run_cli("image", "base", "--platform", "sparc")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert_one_line_error(run_cli("image", "base", "--platform", "sparc"), "platform")
+
+
+def test_the_pi_5_has_no_base_and_the_error_names_base():
+    result = run_cli("image", "base", "--platform", "rpi5")
+    assert_one_line_error(result, "platform")
+    assert "Raspberry Pi 5" in result.stderr and "--base" in result.stderr
+
+
+def test_pi_node_platforms_map_to_the_rpi_base():
+    assert {recipe.base_platform(p) for p in ("rpi", "rpi3", "rpi4", "pizero2w")} == {"rpi"}
+    assert recipe.base_for_node("cabin", "pizero2w") == "rpi"
 
 
 def test_a_seed_holds_its_node_s_secrets_and_no_one_else_s(site):

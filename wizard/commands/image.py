@@ -26,7 +26,7 @@ def ensure_base(platform: str, rebuild: bool = False) -> bases.Base:
 
 
 def cmd_base(args) -> None:
-    base = ensure_base(args.platform, args.rebuild)
+    base = ensure_base(recipe.base_platform(args.platform), args.rebuild)
     out.print(str(base.image))
 
 
@@ -98,6 +98,7 @@ def cmd_build(args) -> None:
     out.print(f"  holds {node.name}'s private keys: written 0600; keep it like a key, the node scrubs them "
               "from the card at first boot")
     out.print(f"  write it to a card: {_write_hint(built.path)}")
+    out.print(f"  or: sudo bmaptool copy --nobmap {built.path} /dev/sdX")
     out.print("  or with Raspberry Pi Imager: Choose OS > Use custom > this file")
     if platform == "amd64":
         out.print(f"  try it in the lab: meshstead lab boot {built.path} --site {opened.directory}")
@@ -131,7 +132,7 @@ def cmd_build_generic(args) -> None:
     base = ensure_base(args.platform)
     label = "generic image"
     with err.status(f"Image ({label}): starting") as status:
-        built = personalise.write(base, generic.files(site, text), name, outdir, raw=args.raw,
+        built = personalise.write(base, generic.files(site, text, args.platform), name, outdir, raw=args.raw,
                                   private=text is not None,
                                   progress=lambda msg: status.update(f"Image ({label}): {msg}"))
     out.print(f"Generic image of site {site.settings.name}: {built.path}")
@@ -152,7 +153,8 @@ def register(sub, site_option) -> None:
     image = sub.add_parser("image", help="flashable images: a platform's base, a node's image"
                            ).add_subparsers(dest="image_command", required=True)
     base = image.add_parser("base", help="build or reuse the cached base image of a platform")
-    base.add_argument("--platform", required=True, choices=recipe.platforms(), help="which base")
+    base.add_argument("--platform", required=True, help="which base: " + ", ".join(recipe.platforms())
+                      + f"; a node platform ({', '.join(sorted(recipe.PLATFORM_BASES))}) names its base")
     base.add_argument("--rebuild", action="store_true", help="build it again even if it is cached")
     base.set_defaults(func=cmd_base)
     build = image.add_parser("build", parents=[site_option], help="a node's flashable image: its platform's "

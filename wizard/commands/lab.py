@@ -180,14 +180,17 @@ def _boot_generic(args, directory, site, image) -> int:
     described = vm.read_card_file(image, f"meshstead/{generic.SITE_FILE}")
     try:
         site_id = json.loads(described)["site_id"] if described else None
-    except (ValueError, KeyError, TypeError):
-        site_id = None
+        platform = json.loads(described).get("platform", "amd64") if described else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        site_id = platform = None
     if site_id is None:
         raise MeshsteadError("image", f"{image} holds neither a node's seed nor a site's description; expected an "
                              "image from `meshstead image build`")
     if site_id != site.settings.site_id:
         raise MeshsteadError("image", f"{image} is a generic image of another site; expected one built with "
                              f"--site {directory}")
+    if platform != "amd64":  # the lab's QEMU is a UEFI PC
+        raise MeshsteadError("image", f"{image} is a generic {platform} image; expected an amd64 image")
     card_files = {}
     if args.invite:
         try:
@@ -269,6 +272,9 @@ def cmd_lab_boot(args) -> int:
     node = seed["node"]
     if node not in site.nodes:
         raise MeshsteadError("image", f"{image} is for node {node}, which the site does not have")
+    if site.nodes[node].platform != "amd64":  # the lab's QEMU is a UEFI PC
+        raise MeshsteadError("image", f"{image} is for {site.nodes[node].platform} node {node}; expected an amd64 "
+                             "image (an rpi image boots under qemu -M virt in tests/vm/test_rpi_image.py)")
     lab = lab_for(site)
     if is_radio(lab):
         raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MeshsteadError
-from . import disk
+from . import disk, foreign, initramfs, raspi
 from .recipe import Recipe, cache_key
 
 Progress = Callable[[str], None]
@@ -84,7 +84,8 @@ def ensure(recipe: Recipe, progress: Progress, rebuild: bool = False) -> tuple[B
         if os.geteuid() != 0:
             raise MeshsteadError("base", "building a base needs root (mmdebstrap --mode=root); "
                                  "expected to run it with sudo")
-        disk.require_tools("mmdebstrap", "mke2fs", "mkfs.vfat", "mcopy", "sfdisk")
+        disk.require_tools("mmdebstrap", "mke2fs", "mkfs.vfat", "mcopy", "sfdisk", "arch-test")
+        foreign.ensure_binfmt(recipe.arch)
         tmp = Path(tempfile.mkdtemp(prefix=f".base-{recipe.platform}-", dir=root))
         try:
             try:
@@ -162,9 +163,16 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         # systemd never sets the clock earlier than this file's time (no RTC, no network).
         'touch "$1/usr/lib/clock-epoch"',
     ]
+    # The boot firmware's settings before the initramfs run, whose hook writes cmdline.txt from them.
+    hooks += raspi.customize_hooks(recipe.firmware_settings)
+    early: list[str] = []
+    if recipe.initramfs_modules:
+        early = initramfs.essential_hooks()
+        hooks += initramfs.customize_hooks(recipe.initramfs_modules)
     progress(f"installing {len(recipe.packages)} packages and their dependencies (mmdebstrap)")
     cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", f"--arch={recipe.arch}",
            "--components=main,non-free-firmware", "--include=" + ",".join(recipe.packages)]
+    cmd += [f"--essential-hook={hook}" for hook in early]
     cmd += [f"--customize-hook={hook}" for hook in hooks]
     cmd += [recipe.suite, str(tree)]
     disk.run_logged(cmd, work / "mmdebstrap.log", what="mmdebstrap (base)", progress=progress)

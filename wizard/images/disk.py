@@ -7,16 +7,20 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import MeshsteadError
+from . import raspi
 
 MIB = 1024 * 1024
 SECTOR = 512
-ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+# (boot, root) partition types per table: an EFI system partition on GPT;
+# FAT32 with LBA (0c) on an MBR, which a Pi's boot ROM looks for.
+PART_TYPES = {"gpt": ("C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
+              "dos": ("c", "83")}
 TOOL_PACKAGES = {"mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs", "mkfs.vfat": "dosfstools",
                  "mcopy": "mtools", "sfdisk": "fdisk", "zstd": "zstd"}
 
@@ -38,13 +42,16 @@ def run(cmd: Sequence[str], *, what: str, **kwargs) -> subprocess.CompletedProce
 
 
 def run_logged(cmd: Sequence[str], log: Path, *, what: str, progress: Callable[[str], None]) -> None:
-    """A long command whose output goes to a log; its last line is shown as progress."""
-    with open(log, "w") as out:
+    """A long command whose output goes to a log, each line stamped with the
+    seconds since the start (where a slow build spends its time); its last
+    line is shown as progress."""
+    started = time.monotonic()
+    with open(log, "w", buffering=1) as out:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
                                 text=True)
         last = ""
         for line in proc.stdout:
-            out.write(line)
+            out.write(f"{time.monotonic() - started:7.1f} {line}")
             if line.strip():
                 last = line.strip()
                 progress(f"{what}: {last[:100]}")
@@ -113,6 +120,8 @@ def tree_mib(tree: Path) -> int:
 
 def boot_files(recipe, tree: Path) -> dict[str, Path | bytes]:
     """What goes on the boot partition: the boot loader, its entry, kernel and initrd."""
+    if recipe.boot_loader == "raspi-firmware":
+        return dict(raspi.boot_files(tree, recipe.boot_mount))
     kernels = sorted((tree / "boot").glob("vmlinuz-*"))
     initrds = sorted((tree / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
@@ -161,6 +170,14 @@ def assemble(recipe, tree: Path, out: Path, *, boot_label: str, root_label: str)
     run(["mkfs.vfat", "-F", "32", "-n", boot_label, "-C", str(boot), str(recipe.boot_mib * 1024)],
         what="mkfs.vfat (boot partition)")
     copy_into_fat(str(boot), boot_files(recipe, tree))
+    # The boot partition is mounted over these copies: on the root they would only take room.
+    hidden = tree / recipe.boot_mount.lstrip("/")
+    if hidden.is_dir():
+        for path in hidden.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     root = work / "root.ext4"
     root_mib = tree_mib(tree) * 11 // 10 + recipe.root_headroom_mib
     run(["mke2fs", "-q", "-t", "ext4", "-L", root_label, "-E", "root_owner=0:0", "-d", str(tree),
@@ -170,11 +187,13 @@ def assemble(recipe, tree: Path, out: Path, *, boot_label: str, root_label: str)
     total = root_start + root_mib * MIB + MIB  # the backup GPT at the end
     with open(out, "wb") as f:
         f.truncate(total)
-    table = (f"label: gpt\n"
-             f"start={boot_start // SECTOR}, size={recipe.boot_mib * MIB // SECTOR}, type={ESP_TYPE}, "
-             f'name="meshstead-boot"\n'
-             f"start={root_start // SECTOR}, size={root_mib * MIB // SECTOR}, type={LINUX_TYPE}, "
-             f'name="meshstead-root"\n')
+    boot_type, root_type = PART_TYPES[recipe.partition_table]
+    gpt = recipe.partition_table == "gpt"
+    table = (f"label: {recipe.partition_table}\n"
+             f"start={boot_start // SECTOR}, size={recipe.boot_mib * MIB // SECTOR}, type={boot_type}"
+             + (', name="meshstead-boot"\n' if gpt else ", bootable\n")
+             + f"start={root_start // SECTOR}, size={root_mib * MIB // SECTOR}, type={root_type}"
+             + (', name="meshstead-root"\n' if gpt else "\n"))
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(out)], what="sfdisk", input=table)
     for part, start in ((boot, boot_start), (root, root_start)):
         run(["dd", f"if={part}", f"of={out}", "bs=4M", f"seek={start}", "oflag=seek_bytes",

@@ -52,9 +52,10 @@ def invite_grant(site: Site, text: str) -> token.Invite:
     return checked.invite
 
 
-def files(site: Site, invite: str | None = None) -> dict[str, bytes]:
-    """{path on the boot partition: bytes}."""
-    out = {f"{SEED_DIR}/{SITE_FILE}": (json.dumps(site_description(site), indent=1) + "\n").encode(),
+def files(site: Site, invite: str | None = None, platform: str | None = None) -> dict[str, bytes]:
+    """{path on the boot partition: bytes}; `platform`: the base's."""
+    described = {**site_description(site), **({"platform": platform} if platform else {})}
+    out = {f"{SEED_DIR}/{SITE_FILE}": (json.dumps(described, indent=1) + "\n").encode(),
            f"{SEED_DIR}/README.txt": NOTE.encode()}
     if invite is not None:
         out[f"{SEED_DIR}/{INVITE_FILE}"] = (invite.strip() + "\n").encode()

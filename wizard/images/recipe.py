@@ -1,8 +1,8 @@
 """A platform's base recipe, read from image-builder/, and the key its base is cached under."""
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -11,18 +11,17 @@ from .. import packages
 from ..errors import MeshsteadError
 from ..resources import ansible_home, image_builder_home
 
-FORMAT = 1  # bump when the build steps in base.py change
-# Node platforms (node_platform) -> the base their image is made from.
-PLATFORM_BASES = {"amd64": "amd64"}
+FORMAT = 2  # bump when the build steps (base.py, initramfs.py, raspi.py) change
+# Node platforms (node_platform) -> the base their image is made from: one
+# arm64 image boots every Pi whose device tree Debian 12's kernel ships.
+PLATFORM_BASES = {"amd64": "amd64", "rpi3": "rpi", "rpi4": "rpi", "pizero2w": "rpi"}
 NO_BASE_YET = {
-    "rpi3": "the Raspberry Pi base (rpi) is not built by this version yet",
-    "rpi4": "the Raspberry Pi base (rpi) is not built by this version yet",
-    "pizero2w": "the Raspberry Pi base (rpi) is not built by this version yet",
-    "rpi5": "Debian 12 cannot boot a Raspberry Pi 5",
+    "rpi5": "Debian 12 cannot boot a Raspberry Pi 5 (its kernel has no BCM2712 device tree), and personalising "
+            "a Raspberry Pi OS image instead (image build NODE --base IMAGE) is not in this version yet",
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Recipe:
     platform: str
     suite: str
@@ -35,6 +34,13 @@ class Recipe:
     boot_mib: int
     root_headroom_mib: int
     cmdline: str
+    # "gpt", or "dos" where the boot firmware reads only an MBR (a Pi 3's ROM)
+    partition_table: str = "gpt"
+    # Modules of the one initramfs built at the end (MODULES=list); empty: the
+    # packages build theirs as usual (MODULES=most, quick when native).
+    initramfs_modules: tuple[str, ...] = ()
+    # Settings of the boot firmware package (raspi-firmware's /etc/default file).
+    firmware_settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def files(self) -> Path:
@@ -63,7 +69,10 @@ def load(platform: str) -> Recipe:
                   ansible_core=str(common["ansible_core"]), mitogen=str(common["mitogen"]),
                   packages=tuple(sorted(wanted)),
                   boot_loader=own["boot_loader"], boot_mount=own["boot_mount"], boot_mib=int(own["boot_mib"]),
-                  root_headroom_mib=int(own["root_headroom_mib"]), cmdline=own["cmdline"])
+                  root_headroom_mib=int(own["root_headroom_mib"]), cmdline=own.get("cmdline", ""),
+                  partition_table=own.get("partition_table", "gpt"),
+                  initramfs_modules=tuple(own.get("initramfs_modules") or ()),
+                  firmware_settings=tuple((str(k), str(v)) for k, v in (own.get("firmware_settings") or {}).items()))
 
 
 def base_for_node(name: str, node_platform: str) -> str:
@@ -73,6 +82,17 @@ def base_for_node(name: str, node_platform: str) -> str:
     why = NO_BASE_YET.get(node_platform, "it is not a Debian platform")
     raise MeshsteadError("node", f"node {name} has platform {node_platform}, which has no image base: {why}; "
                          f"expected a node of platform {', '.join(sorted(PLATFORM_BASES))}")
+
+
+def base_platform(platform: str) -> str:
+    """The base of a base platform (rpi) or of a node platform (rpi4), or a one-line reason there is none."""
+    if platform in platforms():
+        return platform
+    if platform in PLATFORM_BASES:
+        return PLATFORM_BASES[platform]
+    why = NO_BASE_YET.get(platform, "it is not a Debian platform")
+    raise MeshsteadError("platform", f"{platform} has no image base: {why}; expected one of "
+                         f"{', '.join(platforms())}")
 
 
 def suite_date(suite: str) -> str:
@@ -89,5 +109,8 @@ def cache_key(recipe: Recipe) -> str:
     files = sorted((f"{top.name}/{p.relative_to(top)}", hashlib.sha256(p.read_bytes()).hexdigest())
                    for top in (recipe.files, recipe.join_package)
                    for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    blob = json.dumps([FORMAT, recipe.__dict__, files, suite_date(recipe.suite)], sort_keys=True)
+    # Settings left at their default are left out: adding one keeps the other platforms' cached bases.
+    shaping = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
+               if f.default is dataclasses.MISSING or getattr(recipe, f.name) != f.default}
+    blob = json.dumps([FORMAT, shaping, files, suite_date(recipe.suite)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

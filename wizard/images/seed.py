@@ -23,6 +23,7 @@ CONTROLLER_ONLY_SECRETS = {"site_signing_private_key"}
 # Files of a node's host_vars a seed carries: the generated identity and the site's own settings;
 # never connection.yml (how the controller reaches it) or the lab's lab.yml.
 NODE_FILES = ("node.yml", "local.yml")
+FIRSTBOOT_TIMEOUT = _node_seed.FIRSTBOOT_TIMEOUT
 
 
 def secrets_yaml(secrets: dict) -> bytes:
@@ -50,8 +51,11 @@ def files(opened: sites.Opened, node: str) -> tuple[dict[str, bytes], list[str]]
             if path.is_file():
                 out[f"inventory/host_vars/{other.name}/{name}"] = path.read_bytes()
     private[f"inventory/host_vars/{node}/secrets.yml"] = secrets_yaml(sites.node_secrets(opened, node))
+    # ansible_timeout: Mitogen's local interpreter must start within it, and on a Pi Zero 2 W or
+    # an emulated CPU that takes longer than Ansible's 10 s (facts failed with "Connection timed out").
     out[f"inventory/host_vars/{node}/firstboot.yml"] = yamlfile.dump(
-        {"ansible_connection": "local", "ansible_python_interpreter": f"{ANSIBLE_VENV}/bin/python"}, header=False)
+        {"ansible_connection": "local", "ansible_python_interpreter": f"{ANSIBLE_VENV}/bin/python",
+         "ansible_timeout": FIRSTBOOT_TIMEOUT}, header=False)
     out["ansible.tar.gz"] = ansible_tarball()
     out.update(private)
     return out, sorted(private)

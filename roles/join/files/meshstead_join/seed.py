@@ -19,6 +19,9 @@ from .state import write_atomic
 FORMAT = 1
 # The image's Ansible (wizard/images/base.py's ANSIBLE_VENV; a test holds them equal).
 ANSIBLE_PYTHON = "/opt/meshstead/ansible/bin/python"
+# Seconds for Ansible's connection (Mitogen's local interpreter) to start: on an
+# emulated or small arm64 CPU it takes longer than Ansible's default 10 s.
+FIRSTBOOT_TIMEOUT = 120
 TARBALL = "ansible.tar.gz"
 
 
@@ -60,7 +63,7 @@ def files(answer: dict, private: dict, tarball: bytes | None = None, python: str
     if local:
         out[f"inventory/host_vars/{name}/local.yml"] = _yaml(local)
     out[f"inventory/host_vars/{name}/firstboot.yml"] = _yaml(
-        {"ansible_connection": "local", "ansible_python_interpreter": python})
+        {"ansible_connection": "local", "ansible_python_interpreter": python, "ansible_timeout": FIRSTBOOT_TIMEOUT})
     if tarball is not None:
         out[TARBALL] = tarball
     secret = {"inventory/group_vars/all/secrets.yml": _yaml(site.get("secrets") or {}),
