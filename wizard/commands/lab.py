@@ -2,6 +2,7 @@
 or (--radio) as nodes with simulated Wi-Fi radios inside a QEMU guest."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -140,6 +141,15 @@ def _first_boot_report(lab, node: str):
         return None
 
 
+_CONSOLE_END = re.compile(r"firstboot\[\d+\]: ((?:first boot: failed|seed: |join: ).*)")
+
+
+def _ended_on_console(tail: str) -> str | None:
+    """The first boot's own line saying it failed or refused, if the console shows one."""
+    found = [m.group(1).strip() for m in _CONSOLE_END.finditer(tail or "")]
+    return found[-1] if found else None
+
+
 def wait_first_boot(lab, node: str, say) -> dict:
     """Until the node answers SSH as the site's admin and its first boot is over."""
     import time
@@ -151,6 +161,10 @@ def wait_first_boot(lab, node: str, say) -> dict:
         report = _first_boot_report(lab, node)
         if report and report.get("status") != "running":
             return report
+        ended = _ended_on_console(lab.console(node, 40))
+        if report is None and ended:
+            # Not reachable over SSH (a first boot that failed early has no sshd yet): the console says why.
+            raise MeshsteadError("image", f"node {node}'s first boot ended without it answering SSH: {ended}")
         say(f"{time.monotonic() - started:4.0f} s  {lab.console(node)[:110]}")
         time.sleep(5)
     raise MeshsteadError("image", f"node {node} did not finish its first boot within {BOOT_TIMEOUT // 60} min; "
