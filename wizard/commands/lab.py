@@ -3,6 +3,7 @@ or (--radio) as nodes with simulated Wi-Fi radios inside a QEMU guest."""
 
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -275,6 +276,13 @@ def cmd_lab_boot(args) -> int:
     image = Path(args.image)
     if not image.is_file():
         raise MeshsteadError("image", f"{image} does not exist; expected an image from `meshstead image build`")
+    if image.name.endswith(".zst"):
+        # Its partitions are read before it is written to the node's card: read them uncompressed.
+        with tempfile.TemporaryDirectory(prefix="meshstead-boot-", dir=image.parent) as tmp:
+            raw = Path(tmp) / image.name.removesuffix(".zst")
+            vm.run(["zstd", "-q", "-d", "-o", str(raw), str(image)], what="decompressing the image")
+            args.image = str(raw)
+            return cmd_lab_boot(args)
     seed = vm.image_seed(image)
     if seed is None:
         return _boot_generic(args, directory, site, image)
