@@ -146,7 +146,8 @@ def cmd_build_generic(args) -> None:
                   "(docs/invites.md)")
     out.print(f"  write it to a card: {_write_hint(built.path)}")
     if args.platform == "amd64":
-        out.print(f"  try it in the lab: meshstead lab boot {built.path} --site {directory}")
+        invite_hint = "" if text is not None else " --invite INVITE.txt"
+        out.print(f"  try it in the lab: meshstead lab boot {built.path}{invite_hint} --site {directory}")
 
 
 def register(sub, site_option) -> None:
