@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import ROOT, run_cli
-from tests.labhelpers import last_recap, sh
+from tests.labhelpers import last_recap, sh, wait_for
 from wizard.invites import token
 from wizard.load import load_site
 
@@ -279,3 +279,8 @@ def test_node_import_brings_the_joined_node_in_and_provision_tells_its_peers(lab
         undone = run_cli("provision", "--site", directory, "--limit", "node1", "--", "--tags", "tinc", env=env,
                          timeout=1800)
         assert undone.returncode == 0, undone.stdout[-3000:]
+        # tincd re-read its hosts twice: the lab's next tests start once node1's overlay carries again.
+        site = load_site(directory)
+        for peer in ("node2", "node3"):
+            overlay = site.node_facts(site.nodes[peer])["node_overlay_ipv4"]
+            assert wait_for(lambda a=overlay: sh(lab, "node1", f"ping -c 1 -W 2 {a}").returncode == 0, 90), peer
