@@ -121,7 +121,7 @@ def cmd_build_generic(args) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             raise MeshsteadError("invite", f"cannot read {args.invite}: {exc}; expected the invite's .txt") from None
         granted = generic.invite_grant(site, text)
-        if granted.platform != args.platform and recipe.base_for_node(granted.name, granted.platform) != args.platform:
+        if recipe.base_for_node(granted.name, granted.platform) != args.platform:
             raise MeshsteadError("platform", f"invite {granted.id} is for a {granted.platform} node, not the "
                                  f"{args.platform} base")
         name = personalise.image_name(granted.name, args.platform, args.raw)

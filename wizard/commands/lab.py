@@ -194,9 +194,9 @@ def _boot_generic(args, directory, site, image) -> int:
     from ..lab import vm
     described = vm.read_card_file(image, f"meshstead/{generic.SITE_FILE}")
     try:
-        site_id = json.loads(described)["site_id"] if described else None
-        platform = json.loads(described).get("platform", "amd64") if described else None
-    except (ValueError, KeyError, TypeError, AttributeError):
+        description = json.loads(described) if described else {}
+        site_id, platform = description.get("site_id"), description.get("platform", "amd64")
+    except (ValueError, AttributeError):
         site_id = platform = None
     if site_id is None:
         raise MeshsteadError("image", f"{image} holds neither a node's seed nor a site's description; expected an "
@@ -225,9 +225,6 @@ def _boot_generic(args, directory, site, image) -> int:
     node = invite.name
     hub = next((n.name for n in site.sorted_nodes() if n.public.get("join_pin") == token.b64url(invite.pin)), None)
     lab = lab_for(site)
-    if is_radio(lab):
-        raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
-                             "(`meshstead lab down` first)")
     running = {row["node"] for row in lab.status() if row["running"]}
     if hub not in running:
         raise MeshsteadError("invite", f"the invite's hub {hub or '(not a node of this site)'} is not running in "
@@ -276,6 +273,9 @@ def cmd_lab_boot(args) -> int:
     image = Path(args.image)
     if not image.is_file():
         raise MeshsteadError("image", f"{image} does not exist; expected an image from `meshstead image build`")
+    if is_radio(lab_for(site)):
+        raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
+                             "(`meshstead lab down` first)")
     if image.name.endswith(".zst"):
         # Its partitions are read before it is written to the node's card: read them uncompressed.
         with tempfile.TemporaryDirectory(prefix="meshstead-boot-", dir=image.parent) as tmp:
@@ -298,9 +298,6 @@ def cmd_lab_boot(args) -> int:
         raise MeshsteadError("image", f"{image} is for {site.nodes[node].platform} node {node}; expected an amd64 "
                              "image (an rpi image boots under qemu -M virt in tests/vm/test_rpi_image.py)")
     lab = lab_for(site)
-    if is_radio(lab):
-        raise MeshsteadError("image", "the site has a radio lab; images boot on a container lab's switch "
-                             "(`meshstead lab down` first)")
     facts = site.node_facts(site.nodes[node])
     prefix = site.settings.mesh_ipv4_net.prefixlen
     with err.status(f"Lab: booting {node}") as status:

@@ -137,8 +137,7 @@ class Lab(LabBase):
                 rec["host_key"] = ssh.install_host_key(root, spec.ssh_host_ed25519_key)
                 ssh.install_authorized_key(root, key)
             self._save(st)
-            ssh.write_known_hosts(self.known_hosts, {
-                r["address"]: r["host_key"] for r in st["nodes"].values()})
+            self._write_known_hosts(st)
             running_nodes = sum(1 for _ in state.lab_root().glob("*/nodes/*"))
             host.raise_inotify_instances(running_nodes, _inotify_saved())
             for spec in specs:
@@ -201,8 +200,7 @@ class Lab(LabBase):
                    "machine": vm.process_name(self.name, node)}
             st["nodes"][node] = rec
             self._save(st)
-            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()
-                                                     if r["address"]})
+            self._write_known_hosts(st)
             if ipv4 is None and not dhcp.is_ours(st.get("dhcp_pid"), self.dir):
                 say("serving DHCP on the lab's switch")
                 v4 = next(a for a in st["controller_addresses"] if ipaddress.ip_interface(a).version == 4)
@@ -222,9 +220,13 @@ class Lab(LabBase):
             rec = self._node(st, node)
             rec.update(address=str(ipaddress.ip_interface(ipv4).ip), ipv4=ipv4, ipv6=ipv6, host_key=host_key)
             self._save(st)
-            ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()
-                                                     if r["address"]})
+            self._write_known_hosts(st)
             return self._conn(st, node)
+
+    def _write_known_hosts(self, st: dict[str, Any]) -> None:
+        """Every node's host key at its address (a node joining by invite has none yet)."""
+        ssh.write_known_hosts(self.known_hosts, {r["address"]: r["host_key"] for r in st["nodes"].values()
+                                                 if r["address"]})
 
     def console(self, node: str, lines: int = 1) -> str:
         """The last lines a VM node wrote to its serial console."""

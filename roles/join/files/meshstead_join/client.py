@@ -14,7 +14,7 @@ import time
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import token, wire
+from . import pack, token, wire
 
 DEADLINE = 120  # seconds to keep trying before giving up
 FIRST_DELAY = 1.0  # seconds between rounds of tries, doubling
@@ -91,7 +91,7 @@ def _check_answer(answer: dict, invite: token.Invite, text: str, identity: dict)
     roles = answer.get("ansible")
     if roles is not None:
         try:
-            if base64.b64decode(roles, validate=True)[:2] != b"\x1f\x8b":
+            if not pack.looks_packed(base64.b64decode(roles, validate=True)):
                 raise ValueError("not gzip")
         except (ValueError, TypeError) as exc:
             raise JoinError("answer", f"the hub's roles (ansible) are not a base64 ansible.tar.gz ({exc})") from None

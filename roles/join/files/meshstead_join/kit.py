@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from . import pack
+
 SITE = "group_vars/all/site.yml"
 SECRETS = "group_vars/all/secrets.yml"
 LOCAL = "group_vars/all/local.yml"
@@ -104,7 +106,7 @@ def load(directory: Path) -> Kit:
         roles = None
     except OSError as exc:
         raise KitError(f"{directory / ROLES} cannot be read ({exc.strerror})") from None
-    if roles is not None and roles[:2] != b"\x1f\x8b":
+    if roles is not None and not pack.looks_packed(roles):
         raise KitError(f"{directory / ROLES} is not a gzip file; expected the roles as ansible.tar.gz")
     return Kit(site=site, signing_public_key=key, ipv4_plan=plan, ipv6_ula=ula, nodes=nodes,
                invites={r["id"]: r for r in records}, secrets=read_yaml(directory / SECRETS, required=False),

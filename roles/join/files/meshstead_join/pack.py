@@ -54,5 +54,10 @@ def pack(home: Path) -> bytes:
     return raw.getvalue()
 
 
+def looks_packed(data: bytes) -> bool:
+    """Gzip's magic: what a kit and an answer check their roles by before a node unpacks them."""
+    return data[:2] == b"\x1f\x8b"
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
