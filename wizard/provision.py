@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MeshsteadError
+from .images.base import cache_root as image_cache_root
 from .resources import ansible_home
 
 PROJECT = ansible_home()
@@ -128,6 +129,8 @@ def environment(facts_dir: Path | None = None) -> dict:
     # paths relative to itself, wherever it is installed.
     env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
     env.setdefault("ANSIBLE_ROLES_PATH", str(PROJECT / "roles"))
+    # The roster role installs the pinned Ansible on nodes from wheels kept where the images' are.
+    env.setdefault("MESHSTEAD_WHEEL_CACHE", str(image_cache_root() / "wheels"))
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
     env["PYTHONUNBUFFERED"] = "1"  # live progress through the pipe

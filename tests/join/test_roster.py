@@ -76,19 +76,21 @@ def test_a_node_of_the_site_takes_the_nodes_a_hub_admitted(hub, identities, tmp_
     out = tmp_path / "roster.json"
     result = _publish(hub, out)
     assert result.returncode == 0, result.stderr
-    assert "roster of hilltop: serial 1, 2 nodes (changed)" in result.stderr
+    # The join service published it after each join; publishing again makes the same bytes.
+    assert "roster of hilltop: serial 2, 2 nodes (unchanged since the last publish)" in result.stderr
     assert out.stat().st_mode & 0o777 == 0o644
+    assert (hub.state_dir / "roster.json").read_bytes() == out.read_bytes()
     document = _opened_roster(out.read_bytes())
     joined = State(hub.state_dir).joined()
     assert set(joined) == {"garden", "shed"}
-    assert document == {"format": 1, "site_id": hub.opened().site.settings.site_id, "hub": "hilltop", "serial": 1,
+    assert document == {"format": 1, "site_id": hub.opened().site.settings.site_id, "hub": "hilltop", "serial": 2,
                         "issued": document["issued"], "nodes": joined, "removed": {}}
     for inventory in (hub.site_dir, hub.kit_dir):
         before = snapshot(inventory)
         checked = _run("check", out, "--inventory", inventory)
         assert checked.returncode == 0, checked.stderr
         lines = checked.stdout.splitlines()
-        assert lines[0].startswith("roster of hilltop, serial 1, issued ") and lines[0].endswith(
+        assert lines[0].startswith("roster of hilltop, serial 2, issued ") and lines[0].endswith(
             "2 to add, 0 known, 0 refused")
         assert lines[1:] == [f"add garden: index 3, {joined['garden']['node_mesh_ipv4']}, rpi4, roles dns",
                              f"add shed: index 4, {joined['shed']['node_mesh_ipv4']}, rpi4, roles dns"]
@@ -106,7 +108,8 @@ def test_publishing_again_keeps_the_serial_until_a_node_joins(hub, identities, t
     assert out.read_bytes() == first  # the same bytes: a carrier syncs nothing
     _join(hub, identities, 1, first=1)
     newer = _publish(hub, out)
-    assert "serial 2, 2 nodes (changed)" in newer.stderr
+    assert "serial 2, 2 nodes (unchanged since the last publish)" in newer.stderr  # the service's, after the join
+    assert (hub.state_dir / "roster.json").read_bytes() == out.read_bytes()
     assert _run("check", out, "--inventory", hub.site_dir, "--after", 1).returncode == 0
     _refused(_run("check", out, "--inventory", hub.site_dir, "--after", 2), "replay",
              "serial 2 is not above 2, the last accepted from hilltop; a replayed or older roster")

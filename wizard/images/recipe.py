@@ -64,9 +64,11 @@ def load(platform: str) -> Recipe:
                              f"{', '.join(platforms())}")
     common = yaml.safe_load((image_builder_home() / "recipe.yml").read_text())
     own = yaml.safe_load(path.read_text())
+    # The Ansible a node runs the roles with: the roster role installs the same on provisioned nodes.
+    pins = yaml.safe_load((ansible_home() / "roles" / "roster" / "vars" / "main.yml").read_text())
     wanted = set(common["packages"]) | set(own["packages"]) | set(packages.node_packages())
     return Recipe(platform=platform, suite=common["suite"], arch=own["arch"],
-                  ansible_core=str(common["ansible_core"]), mitogen=str(common["mitogen"]),
+                  ansible_core=str(pins["__roster_ansible_core"]), mitogen=str(pins["__roster_mitogen"]),
                   packages=tuple(sorted(wanted)),
                   boot_loader=own["boot_loader"], boot_mount=own["boot_mount"], boot_mib=int(own["boot_mib"]),
                   root_headroom_mib=int(own["root_headroom_mib"]), cmdline=own.get("cmdline", ""),

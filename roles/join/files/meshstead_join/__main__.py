@@ -21,13 +21,15 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import client, kit, ownkeys, pack, roster, seed, service, token
+from . import applier, client, kit, ownkeys, pack, roster, seed, service, token
 from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
 from .state import State, write_atomic
 
 PROG = "meshstead-join"
 STATE = Path("/var/lib/meshstead/join")  # the node's own keys and its last answer, root only
 HUB_STATE = Path("/var/lib/meshstead/join-hub")  # a hub's record of the nodes it admitted (the join role's)
+SITE = Path("/var/lib/meshstead/site")  # the node's inventory and roles (the roster role's)
+APPLIED = Path("/var/lib/meshstead/roster")  # what the roster applier took
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -255,6 +257,32 @@ def _roster_check(args) -> int:
     return 0
 
 
+def _roster_apply(args) -> int:
+    """Take the rosters of the folder; run the roles when they change what this node knows."""
+    hub_roster = (args.hub_roster, args.hub) if args.hub_roster else None
+    try:
+        outcome = applier.apply(args.site, args.state, args.folder, args.node, args.ansible_playbook, hub_roster)
+    except roster.RosterError as exc:
+        print(f"{PROG}: roster: {exc.problem}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: roster: {exc}", file=sys.stderr)
+        return 1
+    for line in outcome.messages:
+        print(line, file=sys.stderr)
+    for hub, serial in sorted(outcome.taken.items()):
+        print(f"took the roster of {hub}, serial {serial}")
+    if outcome.added or outcome.dropped:
+        print(f"nodes from rosters: added {', '.join(outcome.added) or 'none'}; "
+              f"dropped {', '.join(outcome.dropped) or 'none'}")
+    if outcome.ran and outcome.returncode != 0:
+        print(f"{PROG}: roster: the roles failed (exit status {outcome.returncode}; see "
+              f"{args.state / applier.LOG_FILE}); the rosters are taken at the next try", file=sys.stderr)
+        return 1
+    print("applied the roles" if outcome.ran else "nothing to apply")
+    return 0
+
+
 def _serial(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a serial (a whole number, 0 or more)")
@@ -277,6 +305,18 @@ def _roster_commands(commands) -> None:
                          help="the node's inventory: a site directory, a kit or a seed")
     checker.add_argument("--after", type=_serial, default=0,
                          help="the serial last accepted from the roster's hub (default 0: none)")
+    apply = actions.add_parser("apply", help="take the rosters of the folder and apply the roles with the nodes "
+                               "they add (the meshstead-roster service)")
+    apply.add_argument("--folder", type=Path, required=True, help="the folder that carries roster-<hub>.json")
+    apply.add_argument("--node", required=True, help="this node's name")
+    apply.add_argument("--site", type=Path, default=SITE,
+                       help=f"the node's inventory/ and ansible/ (default {SITE})")
+    apply.add_argument("--state", type=Path, default=APPLIED, help=f"what was taken (default {APPLIED})")
+    apply.add_argument("--ansible-playbook", default=seed.ANSIBLE_PLAYBOOK,
+                       help=f"the ansible-playbook to run the roles with (default {seed.ANSIBLE_PLAYBOOK})")
+    apply.add_argument("--hub-roster", type=Path,
+                       help="on a hub: its own roster (the join service's), copied into the folder first")
+    apply.add_argument("--hub", help="on a hub: its name, with --hub-roster")
 
 
 def main(argv=None) -> int:
@@ -334,7 +374,10 @@ def main(argv=None) -> int:
     if args.command == "check" and not (args.kit or args.cert or args.key):
         parser.error("check needs --kit, --cert or --key")
     if args.command == "roster":
-        return {"publish": _roster_publish, "check": _roster_check}[args.roster_command](args)
+        if args.roster_command == "apply" and bool(args.hub_roster) != bool(args.hub):
+            parser.error("--hub-roster and --hub go together")
+        return {"publish": _roster_publish, "check": _roster_check,
+                "apply": _roster_apply}[args.roster_command](args)
     return {"serve": _serve, "join": _join, "check": _check, "export": _export, "pack": _pack}[args.command](args)
 
 

@@ -33,6 +33,7 @@ NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_ro
 UNIQUE_VARS = ("tinc_public_key", "yggdrasil_public_key", "syncthing_device_id", "nncp_id",
                "ssh_host_ed25519_fingerprint", "join_pin")
 SERIAL_FILE = "roster_serial"  # in the hub's state directory
+PUBLISHED_FILE = "roster.json"  # the join service's roster, in its state directory
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ISSUED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 

@@ -19,6 +19,7 @@ from .state import write_atomic
 FORMAT = 1
 # The image's Ansible (wizard/images/base.py's ANSIBLE_VENV; a test holds them equal).
 ANSIBLE_PYTHON = "/opt/meshstead/ansible/bin/python"
+ANSIBLE_PLAYBOOK = "/opt/meshstead/ansible/bin/ansible-playbook"
 # Seconds for Ansible's connection (Mitogen's local interpreter) to start: on an
 # emulated or small arm64 CPU it takes longer than Ansible's default 10 s.
 FIRSTBOOT_TIMEOUT = 120

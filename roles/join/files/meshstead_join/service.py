@@ -19,7 +19,7 @@ import ssl
 import time
 from pathlib import Path
 
-from . import addresses, identity, kit, token, wire
+from . import addresses, identity, kit, roster, token, wire
 from .state import State
 
 IO_TIMEOUT = 20  # seconds a connection may take to hand over its request
@@ -51,11 +51,32 @@ def public_node(node: dict) -> dict:
 class Hub:
     """The decisions; the server below only carries them."""
 
-    def __init__(self, kit_dir: Path, state_dir: Path, cert_pem: bytes, clock=time.time):
+    def __init__(self, kit_dir: Path, state_dir: Path, cert_pem: bytes, clock=time.time, key_pem: bytes | None = None):
         self.kit_dir = Path(kit_dir)
         self.state = State(state_dir)
         self.pin = token.pin_of_cert(cert_pem)
         self.clock = clock
+        self.key_pem = key_pem  # signs the roster; None: no roster is published
+
+    @property
+    def roster_path(self) -> Path:
+        """Where the hub's roster is published, in its state: the roster
+        applier copies it into the folder that carries it to every node."""
+        return self.state.directory / roster.PUBLISHED_FILE
+
+    def publish(self) -> None:
+        """The roster after a change of the admitted nodes or the kit; a
+        failure is logged, never refuses a join (the nodes learn later)."""
+        if self.key_pem is None:
+            return
+        try:
+            published = roster.publish(self.state.directory, self.kit_dir, self.key_pem, self.roster_path,
+                                       self.clock())
+        except (roster.RosterError, OSError) as exc:
+            log.error("roster not published: %s", exc)
+            return
+        if published.changed:
+            log.info("published roster serial %d (%d nodes)", published.serial, published.nodes)
 
     def start(self) -> kit.Kit:
         """Check the kit and prepare the state; remembers the kit's highest
@@ -63,13 +84,17 @@ class Hub:
         loaded = kit.load(self.kit_dir)
         self.state.prepare()
         self.state.note_index(max((n["node_index"] for n in loaded.nodes.values()), default=0))
+        if self.roster_path.exists() or self.state.joined():
+            self.publish()  # the kit may have changed what the roster says
         return loaded
 
     def answer(self, request: dict) -> dict:
         try:
-            return self._admit(request, self.clock())
+            answer = self._admit(request, self.clock())
         except Refused as refused:
             return refusal(refused.problem, str(refused))
+        self.publish()
+        return answer
 
     def _admit(self, request: dict, now: float) -> dict:
         text, sent_identity = request.get("invite"), request.get("identity")
@@ -198,6 +223,6 @@ def serve(kit_dir: Path, state_dir: Path, cert_file: Path, key_file: Path, liste
           clock=time.time) -> JoinServer:
     """A server ready to run (serve_forever); KitError, OSError or
     ssl.SSLError if the kit, the state or the key cannot be used."""
-    hub = Hub(kit_dir, state_dir, Path(cert_file).read_bytes(), clock)
+    hub = Hub(kit_dir, state_dir, Path(cert_file).read_bytes(), clock, key_pem=Path(key_file).read_bytes())
     hub.start()
     return JoinServer(listen, hub, server_context(cert_file, key_file))

@@ -1,0 +1,174 @@
+"""The roster applier on a node (cabin): real joins at a real hub (hilltop)
+make its roster; the applier takes it from the folder and runs the real
+ansible-playbook, locally, with the node's inventory and the nodes the roster
+adds. A probe playbook in place of the site's records what Ansible saw: the
+groups and variables the roles would render from."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.join.helpers import client, quick
+from wizard import nodeside
+from wizard.images import seed as image_seed
+
+applier = nodeside.module("applier")
+NODE = "cabin"
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+PROBE = """\
+- name: What the roles would see
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Fail when asked to
+      ansible.builtin.fail:
+        msg: the probe was told to fail
+      when: lookup('ansible.builtin.env', 'PROBE_FAIL', default='') != ''
+    - name: Record the groups and the hosts' variables
+      ansible.builtin.copy:
+        content: "{{ {'groups': groups, 'nodes': dict(groups['all'] | zip(groups['all'] | map('extract', hostvars)
+                     | map(attribute='node_index'))), 'connection': ansible_connection,
+                     'own_key': vault_tinc_private_key is defined} | to_json }}"
+        dest: "{{ playbook_dir }}/../seen.json"
+        mode: "0600"
+"""
+
+
+def _run(site: Path, state: Path, folder: Path, *extra, env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "roles" / "join" / "files"), **(env or {})}
+    argv = [sys.executable, "-m", "meshstead_join", "roster", "apply", "--folder", str(folder), "--node", NODE,
+            "--site", str(site), "--state", str(state), "--ansible-playbook", ANSIBLE_PLAYBOOK, *map(str, extra)]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def node(hub, tmp_path):
+    """cabin's slice of the site as the roster role writes it, the probe as its roles, an empty folder."""
+    site = tmp_path / "node" / "site"
+    files, _ = image_seed.files(hub.opened(), NODE)
+    for rel, data in files.items():
+        if rel.startswith("inventory/"):
+            path = site / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    (site / "inventory/host_vars" / NODE / "firstboot.yml").unlink()
+    (site / "inventory/host_vars" / NODE / "connection.yml").write_text(yaml.safe_dump(
+        {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}))
+    (site / "ansible/playbooks").mkdir(parents=True)
+    (site / "ansible/ansible.cfg").write_text("[defaults]\nretry_files_enabled = False\n")
+    (site / "ansible/playbooks/site.yml").write_text(PROBE)
+    folder = tmp_path / "node" / "folder"
+    folder.mkdir()
+    return {"site": site, "state": tmp_path / "node" / "state", "folder": folder,
+            "seen": site / "ansible" / "seen.json"}
+
+
+def _carry(hub, node) -> None:
+    """What Syncthing does: the hub's roster arrives in the node's folder."""
+    shutil.copyfile(hub.state_dir / "roster.json", node["folder"] / "roster-hilltop.json")
+
+
+def _seen(node) -> dict:
+    seen = json.loads(node["seen"].read_text())
+    node["seen"].unlink()
+    return seen
+
+
+def test_the_roles_run_with_the_nodes_the_roster_adds_and_once_only(hub, identities, node):
+    for i, name in enumerate(("garden", "shed")):
+        client.join(hub.invite(name), identities[i], **quick())
+    _carry(hub, node)
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "took the roster of hilltop, serial 2" in done.stdout
+    assert "nodes from rosters: added garden, shed; dropped none" in done.stdout
+    seen = _seen(node)
+    # The hub gave them indexes 3 and 4; they are in the groups the roles render peers from.
+    assert seen["nodes"] == {"hilltop": 1, "cabin": 2, "garden": 3, "shed": 4}
+    assert {"garden", "shed"} <= set(seen["groups"]["tinc_nodes"]) & set(seen["groups"]["dns_servers"])
+    assert seen["connection"] == "local" and seen["own_key"]
+    applied = json.loads((node["state"] / "applied.json").read_text())
+    assert applied["hubs"]["hilltop"]["serial"] == 2 and sorted(applied["nodes"]) == ["garden", "shed"]
+    assert (node["state"] / "applied.json").stat().st_mode & 0o777 == 0o600
+    # Nothing new: the roles do not run again.
+    again = _run(node["site"], node["state"], node["folder"])
+    assert again.returncode == 0 and "nothing to apply" in again.stdout, again.stdout + again.stderr
+    assert not node["seen"].exists()
+    # A third join: the next roster adds orchard only.
+    client.join(hub.invite("orchard"), identities[2], **quick())
+    _carry(hub, node)
+    third = _run(node["site"], node["state"], node["folder"])
+    assert "took the roster of hilltop, serial 3" in third.stdout and "added orchard;" in third.stdout, third.stdout
+    assert _seen(node)["nodes"]["orchard"] == 5
+
+
+def test_a_failed_run_takes_nothing_and_the_next_try_takes_it(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    _carry(hub, node)
+    done = _run(node["site"], node["state"], node["folder"], env={"PROBE_FAIL": "1"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the roles failed" in done.stderr and "the rosters are taken at the next try" in done.stderr
+    assert not (node["state"] / "applied.json").exists()
+    assert "the probe was told to fail" in (node["state"] / "apply.log").read_text()
+    retried = _run(node["site"], node["state"], node["folder"])
+    assert retried.returncode == 0 and "added garden" in retried.stdout, retried.stdout + retried.stderr
+    assert _seen(node)["nodes"]["garden"] == 3
+
+
+def test_a_changed_roster_is_refused_and_applies_nothing(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    data = bytearray((hub.state_dir / "roster.json").read_bytes())
+    data[-10] ^= 1  # in the signature's base64
+    (node["folder"] / "roster-hilltop.json").write_bytes(bytes(data))
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0, done.stderr
+    assert "roster-hilltop.json: refused: " in done.stderr and "nothing to apply" in done.stdout
+    assert not node["seen"].exists() and not (node["state"] / "applied.json").exists()
+
+
+def test_a_roster_under_another_hubs_name_is_refused(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    shutil.copyfile(hub.state_dir / "roster.json", node["folder"] / "roster-cabin.json")
+    done = _run(node["site"], node["state"], node["folder"])
+    assert "roster-cabin.json: refused: hub: it holds hilltop's roster" in done.stderr, done.stderr
+    assert "nothing to apply" in done.stdout
+
+
+def test_the_inventory_wins_once_a_node_is_imported_and_a_provision_calls_for_a_run(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    _carry(hub, node)
+    assert _run(node["site"], node["state"], node["folder"]).returncode == 0
+    _seen(node)
+    # `node import` and a provision put garden into the node's own inventory.
+    joined = yaml.safe_load((hub.state_dir / "joined" / "garden.yml").read_text())
+    (node["site"] / "inventory/host_vars/garden").mkdir()
+    (node["site"] / "inventory/host_vars/garden/node.yml").write_text(yaml.safe_dump(joined))
+    hosts = yaml.safe_load((node["site"] / "inventory/hosts.yml").read_text())
+    for group in ("debian", "dns_servers", "tinc_nodes"):
+        entry = hosts["all"]["children"].get(group) or {}
+        entry.setdefault("hosts", {})["garden"] = None
+        hosts["all"]["children"][group] = entry
+    (node["site"] / "inventory/hosts.yml").write_text(yaml.safe_dump(hosts))
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0 and "dropped garden" in done.stdout, done.stdout + done.stderr
+    assert _seen(node)["nodes"]["garden"] == 3
+    assert json.loads((node["state"] / "applied.json").read_text())["nodes"] == {}
+
+
+def test_a_hub_copies_its_own_roster_into_the_folder_as_syncthing_may_send_it(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    done = _run(node["site"], node["state"], node["folder"], "--hub-roster", hub.state_dir / "roster.json",
+                "--hub", "hilltop")
+    assert done.returncode == 0, done.stderr
+    carried = node["folder"] / "roster-hilltop.json"
+    assert carried.read_bytes() == (hub.state_dir / "roster.json").read_bytes()
+    assert carried.stat().st_mode & 0o777 == 0o664
+    assert not [p for p in node["folder"].parent.iterdir() if p.name.endswith(".tmp")]
+    assert "added garden" in done.stdout
