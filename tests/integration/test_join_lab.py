@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -166,6 +167,42 @@ def test_a_node_joins_once_with_an_invite(lab_site, joiner, tmp_path):
     elsewhere = sh(lab, "node1", f"meshstead-join join '{text}' --state /tmp/garden --deadline 30")
     assert_refused(elsewhere, "used")
     assert hub_state(lab) == before
+
+
+def applied_roster(lab, node: str) -> dict:
+    proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json")
+    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+
+
+def test_every_node_learns_the_joined_node_without_provision(lab_site):
+    """After the join above: the hub published its roster, Syncthing carried
+    it to every node, and each node's roster applier ran the roles with
+    garden: its tinc host file and its names in DNS are there, with no
+    provision. The controller's next provision keeps them (the site playbook
+    adds what the nodes took from rosters), changing nothing."""
+    lab, site, directory, env = lab_site["lab"], lab_site["site"], lab_site["dir"], lab_site["env"]
+    joined = yaml.safe_load(sh(lab, HUB, f"cat {HUB_STATE}/joined/garden.yml").stdout)
+    key_line = joined["tinc_public_key"].strip().splitlines()[1]
+    domain = site.settings.domain
+    started = time.monotonic()
+    for node in ("node1", "node2", "node3"):
+        assert wait_for(lambda n=node: "garden" in applied_roster(lab, n).get("nodes", {}), 600, 2), \
+            (node, sh(lab, node, "journalctl -u meshstead-roster -o cat -n 40 --no-pager").stdout)
+        print(f"{node} applied garden {time.monotonic() - started:.1f} s after the check began")
+    for node in ("node1", "node2", "node3"):
+        host_file = sh(lab, node, f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
+        assert key_line in host_file, (node, host_file)
+        for name, address in ((f"garden.tinc.{domain}", joined["node_overlay_ipv4"]),
+                              (f"garden.ygg.{domain}", joined["yggdrasil_address"])):
+            found = sh(lab, node, f"getent ahosts {name}").stdout.split()
+            assert address in found, (node, name, found)
+    # A provision of the site keeps garden: nothing to change on any node.
+    again = run_cli("provision", "--site", directory, env=env, timeout=1800)
+    assert again.returncode == 0, again.stdout[-3000:]
+    rows = last_recap(env)
+    assert set(rows) == {"node1", "node2", "node3"}  # garden is not the controller's to contact
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
+    assert key_line in sh(lab, "node1", f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
 
 
 def test_a_revoked_invite_is_refused_once_the_hub_has_the_kit(lab_site, joiner, tmp_path):

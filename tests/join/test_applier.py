@@ -97,6 +97,11 @@ def test_the_roles_run_with_the_nodes_the_roster_adds_and_once_only(hub, identit
     applied = json.loads((node["state"] / "applied.json").read_text())
     assert applied["hubs"]["hilltop"]["serial"] == 2 and sorted(applied["nodes"]) == ["garden", "shed"]
     assert (node["state"] / "applied.json").stat().st_mode & 0o777 == 0o600
+    # What a provision's run adds to its inventory (playbooks/site.yml).
+    listed = json.loads((node["state"] / "nodes.json").read_text())
+    assert listed["garden"]["vars"]["node_index"] == 3 and set(listed) == {"garden", "shed"}
+    assert set(listed["garden"]["groups"]) == set(seen["groups"]) & {
+        g for g, members in seen["groups"].items() if "garden" in members} - {"all", "ungrouped"}
     # Nothing new: the roles do not run again.
     again = _run(node["site"], node["state"], node["folder"])
     assert again.returncode == 0 and "nothing to apply" in again.stdout, again.stdout + again.stderr

@@ -13,6 +13,10 @@ What it works with, all on the node (the roster role puts them there):
     <state>/applied.json         what was applied: per hub the serial and the file's SHA-256,
                                  the nodes taken from rosters, the inventory they were applied with
     <state>/roster.yml           those nodes as an inventory, beside the site's
+    <state>/nodes.json           the same, name -> {groups, vars}: the site playbook adds
+                                 them to a provision's run, which then renders what the
+                                 applier rendered (they are not the controller's until
+                                 `meshstead node import`)
 
 A roster is taken only when the run of the roles with it succeeded: a failed
 run leaves applied.json as it was, and the next trigger (a new file, the
@@ -33,6 +37,7 @@ from .state import write_atomic
 
 STATE_FILE = "applied.json"
 OVERLAY_FILE = "roster.yml"
+NODES_FILE = "nodes.json"
 LOG_FILE = "apply.log"
 PREFIX, SUFFIX = "roster-", ".json"
 
@@ -137,18 +142,20 @@ def collect(folder: Path, inventory: roster.Inventory, state: dict, outcome: Out
     return hubs, nodes
 
 
+def node_groups(nodes: dict, site_vars: dict) -> dict:
+    """name -> the groups hosts.yml would list the node in."""
+    networks, services = site_vars.get("site_overlay") or [], site_vars.get("site_services") or []
+    return {name: groups.node_groups(entry["node_platform"], entry["node_roles"], networks, services)
+            for name, entry in sorted(nodes.items())}
+
+
 def overlay(nodes: dict, site_vars: dict) -> dict:
     """The nodes taken from rosters as an inventory file: their groups, as
     hosts.yml would list them, and their variables as host variables."""
-    hosts = groups.empty()
-    overlay_networks, services = site_vars.get("site_overlay") or [], site_vars.get("site_services") or []
-    for name, entry in sorted(nodes.items()):
-        groups.add_host(hosts, name, entry["node_platform"], entry["node_roles"], overlay_networks, services)
-    children = hosts["all"]["children"]
-    for name in list(children):
-        if not children[name]:
-            del children[name]
-    hosts["all"]["hosts"] = {name: dict(entry) for name, entry in sorted(nodes.items())}
+    hosts = {"all": {"hosts": {name: dict(entry) for name, entry in sorted(nodes.items())}, "children": {}}}
+    for name, names in node_groups(nodes, site_vars).items():
+        for group in names:
+            hosts["all"]["children"].setdefault(group, {"hosts": {}})["hosts"][name] = None
     return hosts
 
 
@@ -191,6 +198,8 @@ def apply(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_play
         site_vars = yaml.safe_load((site_dir / "inventory" / "group_vars" / "all" / "site.yml").read_text()) or {}
         write_atomic(state_dir / OVERLAY_FILE, yaml.safe_dump(overlay(nodes, site_vars), sort_keys=True).encode(),
                      0o600)
+        listed = {name: {"groups": names, "vars": nodes[name]} for name, names in node_groups(nodes, site_vars).items()}
+        write_atomic(state_dir / NODES_FILE, json.dumps(listed, sort_keys=True).encode(), 0o600)
         outcome.ran = True
         outcome.returncode = run_roles(site_dir, state_dir, node, ansible_playbook)
         if outcome.returncode != 0:
