@@ -59,7 +59,7 @@ def node(hub, tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     (site / "inventory/host_vars" / NODE / "firstboot.yml").unlink()
-    (site / "inventory/host_vars" / NODE / "connection.yml").write_text(yaml.safe_dump(
+    (site / "inventory/host_vars" / NODE / "self.yml").write_text(yaml.safe_dump(
         {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}))
     (site / "ansible/playbooks").mkdir(parents=True)
     (site / "ansible/ansible.cfg").write_text("[defaults]\nretry_files_enabled = False\n")
