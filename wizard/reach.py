@@ -6,9 +6,11 @@ from rich.table import Table
 OVERLAY_NAMES = {"tinc": "{node}.tinc.{domain}", "yggdrasil": "{node}.ygg.{domain}"}
 
 
-def matrix(lab, site, attempts: int = 3) -> dict:
-    """{(src, dst, overlay): True/False} from `ping` by DNS name inside src."""
-    names = [n.name for n in site.sorted_nodes()]
+def matrix(lab, site, attempts: int = 3, names=None) -> dict:
+    """{(src, dst, overlay): True/False} from `ping` by DNS name inside src;
+    between the site's nodes, or the lab nodes `names` (a node that joined at
+    a hub is not the controller's until `node import`)."""
+    names = list(names) if names is not None else [n.name for n in site.sorted_nodes()]
     result = {}
     for overlay in site.settings.overlay:
         for src in names:
