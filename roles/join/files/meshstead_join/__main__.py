@@ -211,16 +211,23 @@ def _pack(args) -> int:
     return 0
 
 
-def _roster_publish(args) -> int:
-    """The hub's roster of the nodes it admitted, signed with its join key."""
+def _roster_call(call):
+    """(what `call` returns, 0), or (None, 1) after one line on stderr."""
     try:
-        published = roster.publish(args.state, args.kit, args.key.read_bytes(), args.out, time.time())
+        return call(), 0
     except roster.RosterError as exc:
         print(f"{PROG}: roster: {exc.problem}: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
         print(f"{PROG}: roster: {exc}", file=sys.stderr)
-        return 1
+    return None, 1
+
+
+def _roster_publish(args) -> int:
+    """The hub's roster of the nodes it admitted, signed with its join key."""
+    published, failed = _roster_call(
+        lambda: roster.publish(args.state, args.kit, args.key.read_bytes(), args.out, time.time()))
+    if failed:
+        return failed
     how = "changed" if published.changed else "unchanged since the last publish"
     print(f"roster of {published.hub}: serial {published.serial}, {published.nodes} nodes ({how}), written to "
           f"{args.out}", file=sys.stderr)
@@ -260,14 +267,10 @@ def _roster_check(args) -> int:
 def _roster_apply(args) -> int:
     """Take the rosters of the folder; run the roles when they change what this node knows."""
     hub_roster = (args.hub_roster, args.hub) if args.hub_roster else None
-    try:
-        outcome = applier.apply(args.site, args.state, args.folder, args.node, args.ansible_playbook, hub_roster)
-    except roster.RosterError as exc:
-        print(f"{PROG}: roster: {exc.problem}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{PROG}: roster: {exc}", file=sys.stderr)
-        return 1
+    outcome, failed = _roster_call(
+        lambda: applier.apply(args.site, args.state, args.folder, args.node, args.ansible_playbook, hub_roster))
+    if failed:
+        return failed
     for line in outcome.messages:
         print(line, file=sys.stderr)
     for hub, serial in sorted(outcome.taken.items()):
