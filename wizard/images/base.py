@@ -123,6 +123,20 @@ def wheel(project: str, version: str, progress: Progress) -> Path:
     return found[0]
 
 
+def ansible_venv_hooks(ansible_core: str, mitogen: str, progress: Progress) -> list[str]:
+    """mmdebstrap hooks that install the pinned Ansible in ANSIBLE_VENV, as
+    the roster role installs it on a provisioned node (Debian's libraries)."""
+    wheels = [wheel("ansible-core", ansible_core, progress), wheel("mitogen", mitogen, progress)]
+    inside = [f"/tmp/{w.name}" for w in wheels]  # noqa: S108 - inside the tree being built
+    return [
+        *(f"upload {w} {path}" for w, path in zip(wheels, inside, strict=True)),
+        f'chroot "$1" python3 -m venv --system-site-packages {ANSIBLE_VENV}',
+        f'chroot "$1" {ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps '
+        f"--disable-pip-version-check {' '.join(inside)}",
+        *(f'rm -f "$1{path}"' for path in inside),
+    ]
+
+
 def _with_kept_log(exc: MeshsteadError, work: Path, kept: Path) -> MeshsteadError:
     """A failed build's directory goes; its log is kept beside the bases, where the error points."""
     log = work / "mmdebstrap.log"
@@ -134,18 +148,12 @@ def _with_kept_log(exc: MeshsteadError, work: Path, kept: Path) -> MeshsteadErro
 
 def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
     started = time.monotonic()
-    wheels = [wheel("ansible-core", recipe.ansible_core, progress), wheel("mitogen", recipe.mitogen, progress)]
     tree = work / "tree"
     built = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     overlay = work / "overlay"
     _write_overlay(overlay, recipe, built)
-    inside = [f"/tmp/{w.name}" for w in wheels]  # noqa: S108 - inside the image being built
     hooks = [
-        *(f"upload {w} {path}" for w, path in zip(wheels, inside, strict=True)),
-        f'chroot "$1" python3 -m venv --system-site-packages {ANSIBLE_VENV}',
-        f'chroot "$1" {ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps '
-        f"--disable-pip-version-check {' '.join(inside)}",
-        *(f'rm -f "$1{path}"' for path in inside),
+        *ansible_venv_hooks(recipe.ansible_core, recipe.mitogen, progress),
         f"sync-in {recipe.files} /",
         f"sync-in {overlay} /",
         f'mkdir -p "$1{JOIN_PACKAGE}/meshstead_join"',  # sync-in copies into an existing directory

@@ -53,6 +53,12 @@ class Recipe:
         return ansible_home() / "roles" / "join" / "files" / "meshstead_join"
 
 
+def ansible_pins() -> tuple[str, str]:
+    """(ansible-core, Mitogen) versions a node runs the roles with: the roster role's."""
+    pins = yaml.safe_load((ansible_home() / "roles" / "roster" / "vars" / "main.yml").read_text())
+    return str(pins["__roster_ansible_core"]), str(pins["__roster_mitogen"])
+
+
 def platforms() -> list[str]:
     return sorted(p.stem for p in (image_builder_home() / "platforms").glob("*.yml"))
 
@@ -65,10 +71,10 @@ def load(platform: str) -> Recipe:
     common = yaml.safe_load((image_builder_home() / "recipe.yml").read_text())
     own = yaml.safe_load(path.read_text())
     # The Ansible a node runs the roles with: the roster role installs the same on provisioned nodes.
-    pins = yaml.safe_load((ansible_home() / "roles" / "roster" / "vars" / "main.yml").read_text())
+    ansible_core, mitogen = ansible_pins()
     wanted = set(common["packages"]) | set(own["packages"]) | set(packages.node_packages())
     return Recipe(platform=platform, suite=common["suite"], arch=own["arch"],
-                  ansible_core=str(pins["__roster_ansible_core"]), mitogen=str(pins["__roster_mitogen"]),
+                  ansible_core=ansible_core, mitogen=mitogen,
                   packages=tuple(sorted(wanted)),
                   boot_loader=own["boot_loader"], boot_mount=own["boot_mount"], boot_mib=int(own["boot_mib"]),
                   root_headroom_mib=int(own["root_headroom_mib"]), cmdline=own.get("cmdline", ""),

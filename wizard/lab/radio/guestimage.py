@@ -23,6 +23,8 @@ from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
+from ...images import base as image_base
+from ...images import recipe as image_recipe
 from .. import aptrepo, rootfs
 from ..errors import LabError
 from ..host import require_tools, run
@@ -91,7 +93,7 @@ def _mode(rel: str) -> int:
 def tree_key() -> str:
     """The expensive part: both package trees (guest and node base)."""
     blob = json.dumps([FORMAT, rootfs.SUITE, sorted(GUEST_PACKAGES), NODE_BASE_PACKAGES,
-                       rootfs.CUSTOMIZE_HOOKS])
+                       rootfs.CUSTOMIZE_HOOKS, image_recipe.ansible_pins()])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -151,6 +153,10 @@ def _build_tree(out: Path) -> None:
     cmd = ["mmdebstrap", "--quiet", "--variant=minbase", "--mode=root",
            "--include=" + ",".join(NODE_BASE_PACKAGES)]
     cmd += [f"--customize-hook={hook}" for hook in rootfs.CUSTOMIZE_HOOKS]
+    # The Ansible the roster role installs, as images ship it: in the emulated
+    # CPU, installing it at the first provision would take minutes per node.
+    cmd += [f"--customize-hook={hook}" for hook in
+            image_base.ansible_venv_hooks(*image_recipe.ansible_pins(), lambda _message: None)]
     cmd += [rootfs.SUITE, str(tree / "srv/base")]
     run(cmd, what="mmdebstrap (radio node base)")
 
