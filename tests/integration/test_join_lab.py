@@ -59,11 +59,13 @@ def joiner(lab_site):
 
 @pytest.fixture(scope="module", autouse=True)
 def hub_converged_after(lab_site):
-    """The invites these tests make change the hub's kit and every node's
-    slice of the inventory: ship them when they are done, so the lab's other
-    tests start from a converged site."""
+    """The invites these tests make change the hub's kit: ship it when they
+    are done, so the lab's other tests start from a converged site (the
+    provision of test_every_node_learns_the_joined_node_without_provision
+    shipped every node's slice after the last invite)."""
     yield
-    shipped = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
+    shipped = run_cli("provision", "--site", lab_site["dir"], "--limit", HUB, "--", "--tags", "join",
+                      env=lab_site["env"], timeout=1800)
     assert shipped.returncode == 0, shipped.stdout[-3000:]
 
 
@@ -169,42 +171,6 @@ def test_a_node_joins_once_with_an_invite(lab_site, joiner, tmp_path):
     assert hub_state(lab) == before
 
 
-def applied_roster(lab, node: str) -> dict:
-    proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json")
-    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
-
-
-def test_every_node_learns_the_joined_node_without_provision(lab_site):
-    """After the join above: the hub published its roster, Syncthing carried
-    it to every node, and each node's roster applier ran the roles with
-    garden: its tinc host file and its names in DNS are there, with no
-    provision. The controller's next provision keeps them (the site playbook
-    adds what the nodes took from rosters), changing nothing."""
-    lab, site, directory, env = lab_site["lab"], lab_site["site"], lab_site["dir"], lab_site["env"]
-    joined = yaml.safe_load(sh(lab, HUB, f"cat {HUB_STATE}/joined/garden.yml").stdout)
-    key_line = joined["tinc_public_key"].strip().splitlines()[1]
-    domain = site.settings.domain
-    started = time.monotonic()
-    for node in ("node1", "node2", "node3"):
-        assert wait_for(lambda n=node: "garden" in applied_roster(lab, n).get("nodes", {}), 600, 2), \
-            (node, sh(lab, node, "journalctl -u meshstead-roster -o cat -n 40 --no-pager").stdout)
-        print(f"{node} applied garden {time.monotonic() - started:.1f} s after the check began")
-    for node in ("node1", "node2", "node3"):
-        host_file = sh(lab, node, f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
-        assert key_line in host_file, (node, host_file)
-        for name, address in ((f"garden.tinc.{domain}", joined["node_overlay_ipv4"]),
-                              (f"garden.ygg.{domain}", joined["yggdrasil_address"])):
-            found = sh(lab, node, f"getent ahosts {name}").stdout.split()
-            assert address in found, (node, name, found)
-    # A provision of the site keeps garden (the site playbook adds what the nodes took from rosters);
-    # the no-op provision of test_site_lab.py then shows that a second run changes nothing with it.
-    again = run_cli("provision", "--site", directory, env=env, timeout=1800)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert set(last_recap(env)) == {"node1", "node2", "node3"}  # garden is not the controller's to contact
-    assert key_line in sh(lab, "node1", f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
-    assert joined["node_overlay_ipv4"] in sh(lab, "node3", f"getent ahosts garden.tinc.{domain}").stdout
-
-
 def test_a_revoked_invite_is_refused_once_the_hub_has_the_kit(lab_site, joiner, tmp_path):
     """A revocation reaches the hub with the kit, which `provision` ships."""
     lab = lab_site["lab"]
@@ -212,7 +178,8 @@ def test_a_revoked_invite_is_refused_once_the_hub_has_the_kit(lab_site, joiner, 
     revoked = run_cli("invite", "revoke", invite_id, "--site", lab_site["dir"], env=lab_site["env"])
     assert revoked.returncode == 0, revoked.stderr
     started = time.monotonic()
-    shipped = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
+    shipped = run_cli("provision", "--site", lab_site["dir"], "--limit", HUB, "--", "--tags", "join",
+                      env=lab_site["env"], timeout=1800)
     print(f"provision --limit {HUB} --tags join: {time.monotonic() - started:.1f} s")
     assert shipped.returncode == 0, shipped.stdout[-3000:]
     assert last_recap(lab_site["env"])[HUB].changed >= 1  # the new kit
@@ -281,6 +248,43 @@ def test_an_impersonator_gets_nothing(lab_site, joiner, tmp_path):
         rogue.kill()
         rogue.wait(timeout=10)
     assert os.path.exists(tmp_path / "meadow" / "keys.yml")  # made once, kept for a retry
+
+
+def applied_roster(lab, node: str) -> dict:
+    proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json")
+    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+
+
+def test_every_node_learns_the_joined_node_without_provision(lab_site):
+    """After the join above: the hub published its roster, Syncthing carried
+    it to every node, and each node's roster applier ran the roles with
+    garden: its tinc host file and its names in DNS are there, with no
+    provision. The controller's next provision keeps them (the site playbook
+    adds what the nodes took from rosters), changing nothing."""
+    lab, site, directory, env = lab_site["lab"], lab_site["site"], lab_site["dir"], lab_site["env"]
+    joined = yaml.safe_load(sh(lab, HUB, f"cat {HUB_STATE}/joined/garden.yml").stdout)
+    key_line = joined["tinc_public_key"].strip().splitlines()[1]
+    domain = site.settings.domain
+    started = time.monotonic()
+    for node in ("node1", "node2", "node3"):
+        assert wait_for(lambda n=node: "garden" in applied_roster(lab, n).get("nodes", {}), 600, 2), \
+            (node, sh(lab, node, "journalctl -u meshstead-roster -o cat -n 40 --no-pager").stdout)
+        print(f"{node} applied garden {time.monotonic() - started:.1f} s after the check began")
+    for node in ("node1", "node2", "node3"):
+        host_file = sh(lab, node, f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
+        assert key_line in host_file, (node, host_file)
+        for name, address in ((f"garden.tinc.{domain}", joined["node_overlay_ipv4"]),
+                              (f"garden.ygg.{domain}", joined["yggdrasil_address"])):
+            found = sh(lab, node, f"getent ahosts {name}").stdout.split()
+            assert address in found, (node, name, found)
+    # A provision of the site keeps garden (the site playbook adds what the nodes took from rosters).
+    # After the other join tests: it ships their invites too, and the no-op provision of
+    # test_site_lab.py then shows that a second run changes nothing with garden in it.
+    again = run_cli("provision", "--site", directory, env=env, timeout=1800)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert set(last_recap(env)) == {"node1", "node2", "node3"}  # garden is not the controller's to contact
+    assert key_line in sh(lab, "node1", f"cat /etc/tinc/{site.settings.name}/hosts/garden").stdout
+    assert joined["node_overlay_ipv4"] in sh(lab, "node3", f"getent ahosts garden.tinc.{domain}").stdout
 
 
 def test_node_import_brings_the_joined_node_in_and_provision_tells_its_peers(lab_site):
