@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import ROOT, cli_home, make_site, run_cli
 from tests.labhelpers import sh, wait_for
+from tests.vm.conftest import full_only
 from wizard import labsite, reach
 from wizard.images import base as bases
 from wizard.images import disk, recipe
@@ -139,6 +140,7 @@ def test_personalising_never_changes_the_cached_base(image_site):
     image_site["base"].verify()
 
 
+@full_only
 def test_a_second_boot_changes_nothing(image_site):
     lab, node = image_site["lab"], "cabin"
     report = sh(lab, node, "cat /var/lib/meshstead/firstboot.json").stdout

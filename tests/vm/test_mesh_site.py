@@ -14,12 +14,14 @@ import pytest
 
 from tests.conftest import cli_home, init_site, run_cli
 from tests.labhelpers import last_recap, sh, wait_for
+from tests.vm.conftest import full_only
 from wizard import labsite, reach, sites
 from wizard.lab import open_lab
 from wizard.load import load_site
 
 # About 20-27 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
-# slower); CI runs it. MESHSTEAD_VM_SITE=0 leaves it out of a local vm run.
+# slower); CI runs it without the reboot and IBSS tests (MESHSTEAD_VM_FULL=1
+# runs them). MESHSTEAD_VM_SITE=0 leaves it out of a local vm run.
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(
     os.environ.get("MESHSTEAD_VM_SITE") == "0",
     reason="the whole radio site (~20-27 min) is left out: MESHSTEAD_VM_SITE=0")]
@@ -178,6 +180,7 @@ def test_a_wrong_sae_passphrase_never_makes_a_neighbour(mesh_site):
     assert wait_for(lambda: neighbours(lab, "n3"), 120, interval=3), "with the right passphrase again: no neighbour"
 
 
+@full_only
 def test_bat0_comes_back_after_a_reboot(mesh_site):
     lab, site = mesh_site["lab"], mesh_site["site"]
     n3 = site.node_facts(site.nodes["n3"])
@@ -249,6 +252,7 @@ ip netns exec msphone dig +short n3.{site.settings.domain}
     assert out.strip().splitlines()[-1] == site.node_facts(site.nodes["n3"])["node_mesh_ipv4"]
 
 
+@full_only
 def test_ibss_forms_the_same_mesh(mesh_site):
     # Last: the lab goes down after it, so nothing provisions 802.11s back.
     lab, site, macs = mesh_site["lab"], mesh_site["site"], mesh_site["macs"]
