@@ -22,7 +22,6 @@ from wizard.lab.radio import RadioLab
 from wizard.lab.radio.guest import is_ours
 from wizard.lab.radio.lab import HOST_TOOLS
 
-
 # CI runs a reduced form of the vm tests to stay in its time; these run only
 # with MESHSTEAD_VM_FULL=1 (README, "Tests", says which and why).
 full_only = pytest.mark.skipif(os.environ.get("MESHSTEAD_VM_FULL") != "1",
