@@ -39,6 +39,11 @@ STATE_FILE = "applied.json"
 OVERLAY_FILE = "roster.yml"
 NODES_FILE = "nodes.json"
 LOG_FILE = "apply.log"
+# What the node's own runs leave to the controller: the hub's kit and this
+# slice come from the controller's inventory, not from rosters, and a run
+# from an older slice must never put back an older kit (a revocation).
+SKIPPED_TAGS = "join,roster"
+RUNS = 3  # runs in a row at most, while the slice or the folder changes under a run
 PREFIX, SUFFIX = "roster-", ".json"
 
 
@@ -167,7 +172,7 @@ def run_roles(site_dir: Path, state_dir: Path, node: str, ansible_playbook: str)
     for name in ("MESHSTEAD_EVENTS", "MESHSTEAD_EVENTS_FD"):
         env.pop(name, None)
     argv = [ansible_playbook, "-i", str(site_dir / "inventory"), "-i", str(state_dir / OVERLAY_FILE),
-            "-c", "local", "--limit", node, str(tree / "playbooks" / "site.yml")]
+            "-c", "local", "--limit", node, "--skip-tags", SKIPPED_TAGS, str(tree / "playbooks" / "site.yml")]
     fd = os.open(state_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as log:
         log.write(" ".join(argv) + "\n")
@@ -176,12 +181,42 @@ def run_roles(site_dir: Path, state_dir: Path, node: str, ansible_playbook: str)
                               env=env, cwd=tree).returncode
 
 
+def _inputs(site_dir: Path, folder: Path, hub_roster: tuple[Path, str] | None) -> str:
+    """What a run depends on: the slice and the rosters (a provision or Syncthing may change them during it)."""
+    digest = hashlib.sha256(inventory_digest(site_dir / "inventory").encode())
+    paths = sorted(folder.glob(f"{PREFIX}*{SUFFIX}")) if folder.is_dir() else []
+    for path in paths + ([hub_roster[0]] if hub_roster else []):
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()
+
+
 def apply(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_playbook: str,
           hub_roster: tuple[Path, str] | None = None) -> Outcome:
     """Take what the folder's rosters add and run the roles with it when the
-    node's view of the site changed. RosterError if the inventory or the
-    state cannot be read."""
+    node's view of the site changed; again (up to RUNS times) when the slice
+    or a roster changed during a run, which the run may have missed.
+    RosterError if the inventory or the state cannot be read."""
     site_dir, state_dir, folder = Path(site_dir), Path(state_dir), Path(folder)
+    outcome = Outcome()
+    for _ in range(RUNS):
+        before = _inputs(site_dir, folder, hub_roster)
+        once = _apply_once(site_dir, state_dir, folder, node, ansible_playbook, hub_roster)
+        outcome.taken.update(once.taken)
+        outcome.added = sorted(set(outcome.added) | set(once.added))
+        outcome.dropped = sorted(set(outcome.dropped) | set(once.dropped))
+        outcome.messages += once.messages
+        outcome.ran = outcome.ran or once.ran
+        outcome.returncode = once.returncode
+        if once.returncode != 0 or not once.ran or _inputs(site_dir, folder, hub_roster) == before:
+            break
+    return outcome
+
+
+def _apply_once(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_playbook: str,
+                hub_roster: tuple[Path, str] | None) -> Outcome:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     outcome = Outcome()
     if hub_roster is not None and folder.is_dir():
