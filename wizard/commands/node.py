@@ -87,6 +87,8 @@ def cmd_node_import(args) -> int:
     else:
         out.print(f"Import: no new node at {', '.join(sorted(collected.records))}"
                   + (f" ({', '.join(merged.known)} already in the site)" if merged.known else ""))
+    if merged.removed:
+        out.print(f"Import: skipped {', '.join(merged.removed)}: removed from the site since they joined")
     return 1 if collected.unreachable and not collected.records else 0
 
 

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import addresses, groups, identity, kit, token
+from . import addresses, groups, identity, kit, removed, token
 from .state import State, write_atomic
 
 FORMAT = 1
@@ -68,7 +68,7 @@ class Checked:
     added: dict = field(default_factory=dict)  # name -> entry: nodes the inventory lacks, acceptable
     known: list = field(default_factory=list)  # names of entries that are inventory nodes already
     refused: dict = field(default_factory=dict)  # name -> one line: entries not to apply
-    removed: dict = field(default_factory=dict)  # name -> {"node_index", "at"}: reported, applied later
+    removed: dict = field(default_factory=dict)  # name -> {"node_index", "at"}: the site removed them
 
 
 def canonical(value) -> bytes:
@@ -359,8 +359,11 @@ def publish(state_dir: Path, kit_dir: Path, key_pem: bytes, out: Path, now: floa
         raise RosterError("state", f"{state_dir} holds no join service's state")
     state.prepare()
     with state.locked():  # no join and no other publish between reading the nodes and the serial
-        nodes, removed = state.joined(), {}
-        content = {"site_id": site.site["meshstead_site_id"], "hub": hub, "nodes": nodes, "removed": removed}
+        # The site's removals come with the kit: a removed node leaves the roster's nodes for its removed.
+        gone = removed.for_roster(site.removed)
+        nodes = {name: node for name, node in state.joined().items()
+                 if not removed.was_removed(site.removed, name, node.get("node_index"))}
+        content = {"site_id": site.site["meshstead_site_id"], "hub": hub, "nodes": nodes, "removed": gone}
         digest = hashlib.sha256(canonical(content)).hexdigest()
         last = _last(state)
         changed = last["sha256"] != digest
@@ -370,7 +373,7 @@ def publish(state_dir: Path, kit_dir: Path, key_pem: bytes, out: Path, now: floa
             # Before the file: if the file is then lost, the next publish makes the same bytes again.
             write_atomic(state.directory / SERIAL_FILE, yaml.safe_dump(
                 {"serial": serial, "issued": issued, "sha256": digest}, sort_keys=False).encode(), 0o600)
-        roster = document(content["site_id"], hub, serial, issued, nodes, removed)
+        roster = document(content["site_id"], hub, serial, issued, nodes, gone)
         write_atomic(Path(out), sign(roster, key), 0o644)
     return Published(hub, serial, len(nodes), changed)
 
