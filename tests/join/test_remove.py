@@ -72,6 +72,7 @@ def test_the_roster_leaves_a_removed_node_out_and_names_it_removed(hub, identiti
     key = hub.key.read_bytes()
     first = roster.publish(hub.state_dir, hub.kit_dir, key, out, 0)
     assert (first.serial, first.nodes) == (1, 2)
+    stale = out.read_bytes()  # what a hub not provisioned since the removal would still publish
     opened = hub.opened()
     imports.merge(opened.site, {"hilltop": State(hub.state_dir).export()})
     sites.commit(opened, sites.plan(opened))
@@ -84,6 +85,14 @@ def test_the_roster_leaves_a_removed_node_out_and_names_it_removed(hub, identiti
     assert checked.known == ["shed"] and "garden" not in checked.added
     again = roster.publish(hub.state_dir, hub.kit_dir, key, out, 0)
     assert again.changed is False
+    # A node whose inventory has the removal takes the removed node from no roster.
+    inventory = roster.load_inventory(hub.site_dir)
+    old = roster.check(stale, inventory)
+    assert old.refused["garden"].startswith(f"it is a node the site removed ({removed_at})")
+    renamed = roster.Inventory(inventory.site_id, inventory.domain, inventory.ipv4_plan, inventory.ipv6_ula,
+                               inventory.hubs, {k: v for k, v in inventory.nodes.items() if k != "shed"},
+                               {"orchard": inventory.removed["garden"]})
+    assert roster.check(stale, renamed).refused["garden"].startswith("its keys are those of orchard")
 
 
 def test_import_skips_a_node_the_site_removed_and_refuses_its_keys_elsewhere(hub, identities):

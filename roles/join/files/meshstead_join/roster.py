@@ -58,6 +58,7 @@ class Inventory:
     ipv6_ula: ipaddress.IPv6Network
     hubs: dict  # name -> its join key (Ed25519PublicKey), or None when the inventory has none
     nodes: dict  # name -> node.yml variables
+    removed: dict = field(default_factory=dict)  # removed.yml's site_removed_nodes (meshstead_join.removed)
 
 
 @dataclass
@@ -113,13 +114,16 @@ def load_inventory(directory: Path) -> Inventory:
         plan = ipaddress.IPv4Network(site["site_ipv4_plan"])
         ula = ipaddress.IPv6Network(site["site_ipv6_ula"])
         site_id, domain = str(site["meshstead_site_id"]), str(site["site_domain"])
+        gone = removed.check(kit.read_yaml(directory / kit.REMOVED, required=False).get(removed.VARIABLE))
+    except removed.RemovedError as exc:
+        raise RosterError("inventory", f"{directory / kit.REMOVED}: {exc}") from None
     except kit.KitError as exc:
         raise RosterError("inventory", str(exc)) from None
     except (KeyError, TypeError, ValueError):
         raise RosterError("inventory", f"{directory / kit.SITE} lacks a usable meshstead_site_id, site_domain, "
                           "site_ipv4_plan or site_ipv6_ula") from None
     hubs = {name: _join_key(nodes.get(name)) for name in sorted(groups.members(hosts, "hubs"))}
-    return Inventory(site_id, domain, plan, ula, hubs, nodes)
+    return Inventory(site_id, domain, plan, ula, hubs, nodes, gone)
 
 
 # -- the document as a whole ----------------------------------------------
@@ -278,6 +282,11 @@ def _entries(nodes: dict, inventory: Inventory, checked: Checked) -> None:
     for name, entry in sorted(nodes.items(), key=order):
         try:
             _fields(name, entry, inventory)
+            if name in inventory.removed:
+                raise _Refused(f"it is a node the site removed ({inventory.removed[name]['removed_at']})")
+            gone = removed.clash(entry, inventory.removed)
+            if gone:
+                raise _Refused(f"its keys are those of {gone[0]}, a node the site removed ({gone[1]})")
             if _clash(name, entry, {**inventory.nodes, **checked.added}):
                 checked.known.append(name)
             else:
