@@ -17,6 +17,8 @@ from wizard.nodeside import module
 
 State = module("state").State
 roster = module("roster")
+seed = module("seed")
+PRIVATE_NODE_VARS = module("keys").PRIVATE_NODE_VARS
 
 
 def _remove(hub, name, *args) -> None:
@@ -44,6 +46,11 @@ def test_an_index_of_a_node_removed_before_the_hub_saw_it_is_never_given(hub, id
     answer = client.join(hub.invite("garden"), identities[0], **quick())
     assert answer["node"]["node_index"] == 4
     assert "shed" not in answer["site"]["nodes"]
+    # The node learns the removals with the site: its seed carries removed.yml (its firewall drops them).
+    recorded = yaml.safe_load((hub.site_dir / "group_vars/all/removed.yml").read_text())
+    assert answer["site"]["removed"] == recorded
+    files, _private = seed.files(answer, {var: "x" for var in PRIVATE_NODE_VARS})
+    assert yaml.safe_load(files["inventory/group_vars/all/removed.yml"]) == recorded
 
 
 def test_a_removed_node_s_name_and_keys_are_refused(hub, identities):

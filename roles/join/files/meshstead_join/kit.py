@@ -55,6 +55,7 @@ class Kit:
     hosts: dict = field(default_factory=dict)
     roles: bytes | None = None  # ansible.tar.gz, when the kit has it
     removed: dict = field(default_factory=dict)  # name -> removal (meshstead_join.removed)
+    removed_vars: dict = field(default_factory=dict)  # removed.yml as a whole, for the nodes it admits
 
 
 def read_yaml(path: Path, *, required: bool) -> dict:
@@ -103,8 +104,9 @@ def load(directory: Path) -> Kit:
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
                                                 for r in records):
         raise KitError(f"{directory / INVITES}: site_invites is not a list of invites with ids")
+    removed_vars = read_yaml(directory / REMOVED, required=False)
     try:
-        removals = removed.check(read_yaml(directory / REMOVED, required=False).get(removed.VARIABLE))
+        removals = removed.check(removed_vars.get(removed.VARIABLE))
     except removed.RemovedError as exc:
         raise KitError(f"{directory / REMOVED}: {exc}") from None
     try:
@@ -118,4 +120,4 @@ def load(directory: Path) -> Kit:
     return Kit(site=site, signing_public_key=key, ipv4_plan=plan, ipv6_ula=ula, nodes=nodes,
                invites={r["id"]: r for r in records}, secrets=read_yaml(directory / SECRETS, required=False),
                local=read_yaml(directory / LOCAL, required=False), hosts=read_yaml(directory / HOSTS, required=False),
-               roles=roles, removed=removals)
+               roles=roles, removed=removals, removed_vars=removed_vars)

@@ -147,6 +147,9 @@ class Hub:
         answer = {"ok": True, "node": node,
                   "site": {"vars": site.site, "secrets": site.secrets, "local": site.local, "hosts": site.hosts,
                            "nodes": peers}}
+        if site.removed_vars:
+            # The site's removed nodes: the node's firewall drops them, its roster checks refuse them.
+            answer["site"]["removed"] = site.removed_vars
         if site.roles is not None:
             # The roles this hub was provisioned with: the node configures itself with them.
             answer["ansible"] = base64.b64encode(site.roles).decode("ascii")
