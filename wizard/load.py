@@ -8,9 +8,13 @@ from .errors import MeshsteadError
 from .identity import PRIVATE_NODE_VARS
 from .invites import record
 from .model import Node, Settings, Site
+from .nodeside import module
+
+_removed = module("removed")
 
 SITE_FILE = Path("group_vars/all/site.yml")
 INVITES_FILE = Path("group_vars/all/invites.yml")
+REMOVED_FILE = Path("group_vars/all/removed.yml")
 _NODE_FIELDS = ("node_name", "node_index", "node_fqdn", "node_platform", "node_roles", "node_mesh_ipv4",
                 "node_mesh_ipv6", "node_overlay_ipv4", "node_overlay_ipv6", "meshstead_keys_on_node")
 
@@ -52,7 +56,18 @@ def load_site(directory: Path) -> Site:
                                 roles=list(data["node_roles"]), public=public,
                                 has_secrets=(node_dir / "vault.yml").exists())
     site.invites = _invites(directory / INVITES_FILE)
+    site.removed = _removed_nodes(directory / REMOVED_FILE)
     return site
+
+
+def _removed_nodes(path: Path) -> dict:
+    if not path.exists():
+        return {}  # no node removed yet
+    try:
+        return _removed.check(_yaml(path).get(_removed.VARIABLE))
+    except _removed.RemovedError as exc:
+        raise MeshsteadError(str(path), f"damaged or foreign file ({exc}); expected the file meshstead "
+                             "generated") from None
 
 
 def _invites(path: Path) -> list:

@@ -12,6 +12,7 @@ from .errors import MeshsteadError
 from .nodeside import module
 
 _addresses = module("addresses")
+_removed = module("removed")
 
 
 def _setting(var: str, *, answer: str | None = None, load=str, to_answer=None, from_answer=None,
@@ -116,11 +117,18 @@ class Site:
     settings: Settings
     nodes: dict[str, Node] = field(default_factory=dict)
     invites: list = field(default_factory=list)  # wizard.invites.record.InviteRecord, oldest first
+    # Removed nodes as group_vars/all/removed.yml holds them (meshstead_join.removed).
+    removed: dict = field(default_factory=dict)
 
     def next_index(self) -> int:
-        """The smallest index never used; indexes of removed nodes are not
-        reused while a higher one exists, so stale peers never meet a stranger."""
-        return max((n.index for n in self.nodes.values()), default=0) + 1
+        """An index a removed node freed with --reuse-address (the lowest), else
+        one above every index ever given: other indexes of removed nodes are
+        never given again, so stale peers never meet a stranger at an old address."""
+        taken = {n.index for n in self.nodes.values()}
+        freed = sorted(_removed.indexes(self.removed, reusable=True) - taken)
+        if freed:
+            return freed[0]
+        return max(taken | _removed.indexes(self.removed), default=0) + 1
 
     def check_new_node(self, name: str) -> None:
         if name in self.nodes:
@@ -128,6 +136,13 @@ class Site:
         if self.next_index() > self.settings.max_nodes:
             raise MeshsteadError("ipv4_plan", f"{self.settings.ipv4_plan} holds at most "
                                  f"{self.settings.max_nodes} nodes; expected a larger plan")
+
+    def check_keys(self, name: str, public: dict) -> None:
+        """A removed node's keys never come back, for any node."""
+        found = _removed.clash(public, self.removed)
+        if found:
+            raise MeshsteadError(found[1], f"node {name} has a key of {found[0]}, a removed node; expected "
+                                 "keys no removed node had (a removed node's keys never come back)")
 
     def addresses(self, node: Node) -> dict:
         return _addresses.node_addresses(self.settings.ipv4_plan, self.settings.ipv6_ula, node.index)

@@ -182,6 +182,7 @@ def add_nodes(opened: Opened, specs: list[tuple[str, str, list[str]]], progress=
         nodes.append(node)
     results = node_identity.generate_many([site.fqdn(n) for n in nodes], progress)
     for node, (public, private) in zip(nodes, results, strict=True):
+        site.check_keys(node.name, public)
         node.public = public
         opened.node_secrets[node.name] = private
     return nodes

@@ -21,6 +21,7 @@ from ..model import Node
 
 _identity = nodeside.module("identity")
 _addresses = nodeside.module("addresses")
+_removed = nodeside.module("removed")
 EXPORT_FIELDS = ("joined", "used")
 
 
@@ -36,6 +37,7 @@ class Merged:
     added: list[Node] = field(default_factory=list)
     known: list[str] = field(default_factory=list)  # joined nodes the inventory already has
     used: list[str] = field(default_factory=list)  # invite ids newly marked used
+    removed: list[str] = field(default_factory=list)  # joined nodes the site has removed since: skipped
 
 
 def collect(opened: sites.Opened, on_task=None) -> Collected:
@@ -100,6 +102,15 @@ def merge(site, records: dict[str, dict]) -> Merged:
     for hub, record in sorted(records.items()):
         for name, joined in sorted(record["joined"].items()):
             node = _check(site, hub, name, joined)
+            if _removed.was_removed(site.removed, name, node.index):
+                if name not in merged.removed:
+                    merged.removed.append(name)  # the hub keeps its record; the site removed the node
+                continue
+            if name in site.removed and name not in site.nodes:
+                raise MeshsteadError("name", f"node {name} joined at {hub} under the name of a removed node; "
+                                     "expected hubs to refuse it (provision the hub: its kit names the removed "
+                                     "nodes)")
+            site.check_keys(name, node.public)
             existing = site.nodes.get(name) or incoming.get(name)
             if existing is not None:
                 same_keys = all(existing.public.get(k) == node.public[k] for k in _identity.PUBLIC_VARS)

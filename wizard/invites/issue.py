@@ -66,6 +66,10 @@ def choose_hub(site: Site, name: str | None) -> Node:
 def check_new_name(site: Site, name: str, now: datetime.datetime) -> None:
     if name in site.nodes:
         raise MeshsteadError("name", f"a node named {name!r} already exists; expected a new name")
+    if name in site.removed:
+        raise MeshsteadError("name", f"{name!r} is a removed node's name (removed at "
+                             f"{site.removed[name]['removed_at']}): hubs admit no node by it; expected a new name, "
+                             f"or `meshstead node add {name}` to give it to a new node with new keys made here")
     for other in site.invites:
         if other.name == name and other.state(now) == "unused":
             raise MeshsteadError("name", f"invite {other.id} for {name!r} is unused until {other.expires}; "

@@ -22,6 +22,7 @@ A roster is taken only when the run of the roles with it succeeded: a failed
 run leaves applied.json as it was, and the next trigger (a new file, the
 timer) tries again."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -104,8 +105,7 @@ def publish_own(hub_roster: Path, folder: Path, hub: str) -> bool:
 
 
 def _with_nodes(inventory: roster.Inventory, nodes: dict) -> roster.Inventory:
-    return roster.Inventory(inventory.site_id, inventory.domain, inventory.ipv4_plan, inventory.ipv6_ula,
-                            inventory.hubs, {**nodes, **inventory.nodes})
+    return dataclasses.replace(inventory, nodes={**nodes, **inventory.nodes})
 
 
 def collect(folder: Path, inventory: roster.Inventory, state: dict, outcome: Outcome) -> tuple[dict, dict]:

@@ -8,6 +8,7 @@ private keys:
     group_vars/all/secrets.yml         network-wide secrets (vault_site_*), as every node's seed has them
     group_vars/all/local.yml           the site's own role settings (if it has them)
     group_vars/all/invites.yml         the invites the site made, without their secrets (if any)
+    group_vars/all/removed.yml         the nodes the site removed (if any)
     host_vars/<node>/node.yml          every node's public identity and addresses
     ansible.tar.gz                     the roles the hub was provisioned with, for the nodes it admits
 
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from . import pack
+from . import pack, removed
 
 SITE = "group_vars/all/site.yml"
 SECRETS = "group_vars/all/secrets.yml"
 LOCAL = "group_vars/all/local.yml"
 INVITES = "group_vars/all/invites.yml"
+REMOVED = "group_vars/all/removed.yml"
 HOSTS = "hosts.yml"
 ROLES = "ansible.tar.gz"
 PRIVATE_FILES = ("secrets.yml", "vault.yml")
@@ -52,6 +54,8 @@ class Kit:
     local: dict = field(default_factory=dict)
     hosts: dict = field(default_factory=dict)
     roles: bytes | None = None  # ansible.tar.gz, when the kit has it
+    removed: dict = field(default_factory=dict)  # name -> removal (meshstead_join.removed)
+    removed_vars: dict = field(default_factory=dict)  # removed.yml as a whole, for the nodes it admits
 
 
 def read_yaml(path: Path, *, required: bool) -> dict:
@@ -100,6 +104,11 @@ def load(directory: Path) -> Kit:
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
                                                 for r in records):
         raise KitError(f"{directory / INVITES}: site_invites is not a list of invites with ids")
+    removed_vars = read_yaml(directory / REMOVED, required=False)
+    try:
+        removals = removed.check(removed_vars.get(removed.VARIABLE))
+    except removed.RemovedError as exc:
+        raise KitError(f"{directory / REMOVED}: {exc}") from None
     try:
         roles = (directory / ROLES).read_bytes()
     except FileNotFoundError:
@@ -111,4 +120,4 @@ def load(directory: Path) -> Kit:
     return Kit(site=site, signing_public_key=key, ipv4_plan=plan, ipv6_ula=ula, nodes=nodes,
                invites={r["id"]: r for r in records}, secrets=read_yaml(directory / SECRETS, required=False),
                local=read_yaml(directory / LOCAL, required=False), hosts=read_yaml(directory / HOSTS, required=False),
-               roles=roles)
+               roles=roles, removed=removals, removed_vars=removed_vars)

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import addresses, groups, identity, kit, token
+from . import addresses, groups, identity, kit, removed, token
 from .state import State, write_atomic
 
 FORMAT = 1
@@ -59,6 +59,7 @@ class Inventory:
     ipv6_ula: ipaddress.IPv6Network
     hubs: dict  # name -> its join key (Ed25519PublicKey), or None when the inventory has none
     nodes: dict  # name -> node.yml variables
+    removed: dict = field(default_factory=dict)  # removed.yml's site_removed_nodes (meshstead_join.removed)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Checked:
     added: dict = field(default_factory=dict)  # name -> entry: nodes the inventory lacks, acceptable
     known: list = field(default_factory=list)  # names of entries that are inventory nodes already
     refused: dict = field(default_factory=dict)  # name -> one line: entries not to apply
-    removed: dict = field(default_factory=dict)  # name -> {"node_index", "at"}: reported, applied later
+    removed: dict = field(default_factory=dict)  # name -> {"node_index", "at"}: the site removed them
 
 
 def canonical(value) -> bytes:
@@ -114,13 +115,16 @@ def load_inventory(directory: Path) -> Inventory:
         plan = ipaddress.IPv4Network(site["site_ipv4_plan"])
         ula = ipaddress.IPv6Network(site["site_ipv6_ula"])
         site_id, domain = str(site["meshstead_site_id"]), str(site["site_domain"])
+        gone = removed.check(kit.read_yaml(directory / kit.REMOVED, required=False).get(removed.VARIABLE))
+    except removed.RemovedError as exc:
+        raise RosterError("inventory", f"{directory / kit.REMOVED}: {exc}") from None
     except kit.KitError as exc:
         raise RosterError("inventory", str(exc)) from None
     except (KeyError, TypeError, ValueError):
         raise RosterError("inventory", f"{directory / kit.SITE} lacks a usable meshstead_site_id, site_domain, "
                           "site_ipv4_plan or site_ipv6_ula") from None
     hubs = {name: _join_key(nodes.get(name)) for name in sorted(groups.members(hosts, "hubs"))}
-    return Inventory(site_id, domain, plan, ula, hubs, nodes)
+    return Inventory(site_id, domain, plan, ula, hubs, nodes, gone)
 
 
 # -- the document as a whole ----------------------------------------------
@@ -279,6 +283,11 @@ def _entries(nodes: dict, inventory: Inventory, checked: Checked) -> None:
     for name, entry in sorted(nodes.items(), key=order):
         try:
             _fields(name, entry, inventory)
+            if name in inventory.removed:
+                raise _Refused(f"it is a node the site removed ({inventory.removed[name]['removed_at']})")
+            gone = removed.clash(entry, inventory.removed)
+            if gone:
+                raise _Refused(f"its keys are those of {gone[0]}, a node the site removed ({gone[1]})")
             if _clash(name, entry, {**inventory.nodes, **checked.added}):
                 checked.known.append(name)
             else:
@@ -360,8 +369,11 @@ def publish(state_dir: Path, kit_dir: Path, key_pem: bytes, out: Path, now: floa
         raise RosterError("state", f"{state_dir} holds no join service's state")
     state.prepare()
     with state.locked():  # no join and no other publish between reading the nodes and the serial
-        nodes, removed = state.joined(), {}
-        content = {"site_id": site.site["meshstead_site_id"], "hub": hub, "nodes": nodes, "removed": removed}
+        # The site's removals come with the kit: a removed node leaves the roster's nodes for its removed.
+        gone = removed.for_roster(site.removed)
+        nodes = {name: node for name, node in state.joined().items()
+                 if not removed.was_removed(site.removed, name, node.get("node_index"))}
+        content = {"site_id": site.site["meshstead_site_id"], "hub": hub, "nodes": nodes, "removed": gone}
         digest = hashlib.sha256(canonical(content)).hexdigest()
         last = _last(state)
         changed = last["sha256"] != digest
@@ -371,7 +383,7 @@ def publish(state_dir: Path, kit_dir: Path, key_pem: bytes, out: Path, now: floa
             # Before the file: if the file is then lost, the next publish makes the same bytes again.
             write_atomic(state.directory / SERIAL_FILE, yaml.safe_dump(
                 {"serial": serial, "issued": issued, "sha256": digest}, sort_keys=False).encode(), 0o600)
-        roster = document(content["site_id"], hub, serial, issued, nodes, removed)
+        roster = document(content["site_id"], hub, serial, issued, nodes, gone)
         write_atomic(Path(out), sign(roster, key), 0o644)
     return Published(hub, serial, len(nodes), changed)
 

@@ -54,6 +54,8 @@ def files(answer: dict, private: dict, tarball: bytes | None = None, python: str
            "inventory/group_vars/all/site.yml": _yaml(site["vars"])}
     if site.get("local"):
         out["inventory/group_vars/all/local.yml"] = _yaml(site["local"])
+    if site.get("removed"):
+        out["inventory/group_vars/all/removed.yml"] = _yaml(site["removed"])
     for other, facts in sorted(site.get("nodes", {}).items()):
         if other != name:
             out[f"inventory/host_vars/{other}/node.yml"] = _yaml(facts)

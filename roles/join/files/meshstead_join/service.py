@@ -5,8 +5,9 @@ A request is admitted only if every check passes, in this order, each refusal
 with its own problem code: the request's form (request, too_large); the
 invite's text, site and signature (malformed, version, site, signature); that
 it names this hub (other_hub); expiry (expired); the site's revocation
-(revoked); its single use (used); the name (name); the node's public identity
-(identity); a free index (full). Nothing is recorded for a refusal."""
+(revoked); its single use (used); the name (name: a node's, or a removed
+node's); the node's public identity (identity: also a removed node's keys); a
+free index (full: never a removed node's). Nothing is recorded for a refusal."""
 
 import base64
 import datetime
@@ -19,7 +20,7 @@ import ssl
 import time
 from pathlib import Path
 
-from . import addresses, identity, kit, roster, token, wire
+from . import addresses, identity, kit, removed, roster, token, wire
 from .state import State
 
 IO_TIMEOUT = 20  # seconds a connection may take to hand over its request
@@ -40,6 +41,13 @@ def refusal(problem: str, message: str) -> dict:
 
 def timestamp(moment: float) -> str:
     return datetime.datetime.fromtimestamp(int(moment), datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def current(joined: dict, removals: dict) -> dict:
+    """The nodes joined here that the site has not removed since (the hub keeps
+    its record of every join; the kit says which were removed)."""
+    return {name: node for name, node in joined.items()
+            if not removed.was_removed(removals, name, node.get("node_index"))}
 
 
 def public_node(node: dict) -> dict:
@@ -83,7 +91,8 @@ class Hub:
         index, so a node the controller removes later never has its index given again."""
         loaded = kit.load(self.kit_dir)
         self.state.prepare()
-        self.state.note_index(max((n["node_index"] for n in loaded.nodes.values()), default=0))
+        self.state.note_index(max([*(n["node_index"] for n in loaded.nodes.values()),
+                                   *removed.indexes(loaded.removed)], default=0))
         if self.roster_path.exists() or self.state.joined():
             self.publish()  # the kit may have changed what the roster says
         return loaded
@@ -128,15 +137,23 @@ class Hub:
                 raise Refused("used", f"invite {invite.id} was used by {used['node']} at {used['at']}; "
                               "an invite admits one node")
             joined = self.state.joined()
-            if invite.name in site.nodes or invite.name in joined:
+            if invite.name in site.nodes or invite.name in current(joined, site.removed):
                 raise Refused("name", f"{invite.name!r} is already a node of the site; expected an invite "
                               "for a new name")
+            if invite.name in site.removed or invite.name in joined:
+                raise Refused("name", f"{invite.name!r} is the name of a node the site removed; a hub admits "
+                              "no node by it (the site's admin may give it to a new node with `meshstead node "
+                              "add`); expected an invite for a new name")
             try:
                 public = identity.check(sent_identity)
             except identity.IdentityError as exc:
                 raise Refused("identity", f"the node's identity: {exc}") from None
+            found = removed.clash(public, site.removed)
+            if found:
+                raise Refused("identity", f"the node's identity: its {found[1]} is that of {found[0]}, a node "
+                              "the site removed; a removed node's keys never come back")
             index = 1 + max([self.state.highest_index(), *(n["node_index"] for n in site.nodes.values()),
-                             *(n["node_index"] for n in joined.values())])
+                             *(n["node_index"] for n in joined.values()), *removed.indexes(site.removed)])
             if index > addresses.max_nodes(site.ipv4_plan):
                 raise Refused("full", f"the site's plan {site.ipv4_plan} holds no node index {index}; "
                               "expected a larger plan")
@@ -150,11 +167,14 @@ class Hub:
                 **public,
             }
             self.state.record(node, invite.id, timestamp(now))
-        peers = {name: public_node(n) for name, n in {**site.nodes, **joined}.items()}
+        peers = {name: public_node(n) for name, n in {**site.nodes, **current(joined, site.removed)}.items()}
         log.info("admitted %s (index %d) with invite %s", invite.name, index, invite.id)
         answer = {"ok": True, "node": node,
                   "site": {"vars": site.site, "secrets": site.secrets, "local": site.local, "hosts": site.hosts,
                            "nodes": peers}}
+        if site.removed_vars:
+            # The site's removed nodes: the node's firewall drops them, its roster checks refuse them.
+            answer["site"]["removed"] = site.removed_vars
         if site.roles is not None:
             # The roles this hub was provisioned with: the node configures itself with them.
             answer["ansible"] = base64.b64encode(site.roles).decode("ascii")

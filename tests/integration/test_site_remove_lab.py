@@ -1,0 +1,123 @@
+"""Removing a node from a provisioned site, on the lab the other modules of
+this package share (tests/integration/conftest.py): this module runs last on
+it, since node3 stays out of the site afterwards.
+
+`meshstead node remove node3`, then `provision` of the rest. node3 itself is
+left running as it was (a lost or stolen node is not provisioned again): from
+there it reaches no node over tinc, Yggdrasil, Syncthing or NNCP, and its name
+no longer resolves on the others. A second provision changes nothing."""
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.labhelpers import last_recap, sh, wait_for
+from wizard import reach
+from wizard.load import load_site
+
+pytestmark = [pytest.mark.integration, pytest.mark.lab]
+
+GONE, STAYING = "node3", ("node1", "node2")
+
+# Syncthing's REST API on a node, with the API key of its own config.xml: the
+# devices it runs with, and which of them are connected.
+SYNCTHING = """
+import json, re, urllib.request
+key = re.search(r"<apikey>([^<]+)</apikey>",
+                open("/var/lib/syncthing/.config/syncthing/config.xml").read()).group(1)
+def get(path):
+    request = urllib.request.Request("http://127.0.0.1:8384" + path, headers={"X-API-Key": key})
+    return json.load(urllib.request.urlopen(request, timeout=10))
+print(json.dumps({"devices": [d["deviceID"] for d in get("/rest/config")["devices"]],
+                  "connected": [d for d, c in get("/rest/system/connections")["connections"].items()
+                                if c["connected"]]}))
+"""
+
+
+def syncthing(lab, node) -> dict:
+    proc = lab.exec_capture(node, ["python3", "-c", SYNCTHING], timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def reaches(lab, src, address) -> bool:
+    return sh(lab, src, f"ping -c 1 -W 2 {address}", timeout=15).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def removed(lab_site):
+    """node3's facts, taken before `node remove` and a provision of the rest."""
+    lab, directory, env = lab_site["lab"], lab_site["dir"], lab_site["env"]
+    site = load_site(directory)
+    facts = {name: site.node_facts(node) for name, node in site.nodes.items()}
+    # Before: node3 is a peer like any other.
+    assert wait_for(lambda: reaches(lab, GONE, facts["node1"]["node_overlay_ipv4"]), 60)
+    assert wait_for(lambda: reaches(lab, GONE, facts["node1"]["yggdrasil_address"]), 60)
+    started = time.monotonic()
+    result = run_cli("node", "remove", GONE, "--site", directory, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"Next: meshstead provision --site {directory}" in result.stdout
+    provisioned = run_cli("provision", "--site", directory, env=env, timeout=1800)
+    print(f"node remove + provision: {time.monotonic() - started:.1f} s")
+    assert provisioned.returncode == 0, provisioned.stdout[-4000:] + provisioned.stderr[-2000:]
+    assert set(last_recap(env)) == set(STAYING)
+    return facts
+
+
+def test_the_removed_node_reaches_no_node_over_tinc_or_yggdrasil(lab_site, removed):
+    lab, domain = lab_site["lab"], lab_site["site"].settings.domain
+    for node in STAYING:
+        assert sh(lab, node, f"test ! -e /etc/tinc/itest/hosts/{GONE}").returncode == 0
+        config = json.loads(sh(lab, node, "cat /etc/yggdrasil/yggdrasil.conf").stdout)
+        assert removed[GONE]["yggdrasil_public_key"] not in config["AllowedPublicKeys"]
+    targets = [removed[n][var] for n in STAYING for var in ("node_overlay_ipv4", "yggdrasil_address")]
+    # node3 keeps its old configuration, and keeps trying: nothing gets through, for as long as we look.
+    assert wait_for(lambda: not any(reaches(lab, GONE, t) for t in targets), 60), "node3 still reaches a node"
+    time.sleep(10)
+    assert not any(reaches(lab, GONE, t) for t in targets)
+    # The others still reach each other, by name.
+    results = reach.matrix(lab, load_site(lab_site["dir"]), attempts=10)
+    assert len(results) == 2 * 1 * 2 and all(results.values()), results
+    assert sh(lab, "node1", f"ping -c 1 -W 2 node2.tinc.{domain}").returncode == 0
+
+
+def test_the_removed_node_is_no_syncthing_device_or_nncp_neighbour(lab_site, removed):
+    lab = lab_site["lab"]
+    device = removed[GONE]["syncthing_device_id"]
+    for node in STAYING:
+        running = syncthing(lab, node)
+        assert device not in running["devices"] and device not in running["connected"], node
+        assert GONE not in sh(lab, node, "cat /etc/nncp.hjson").stdout
+    # node3 may still count a connection as open whose other end is gone (the peer's FIN went to
+    # the overlay node3 left): what counts is that no file crosses, in either direction.
+    token = f"{time.time_ns()}"
+    for node in ("node1", GONE):
+        path = f"/var/lib/syncthing/shared/from-{node}-{token}.txt"
+        assert sh(lab, node, f"echo {token} > {path} && chown syncthing: {path}").returncode == 0
+    assert wait_for(lambda: sh(lab, "node2", f"test -e /var/lib/syncthing/shared/from-node1-{token}.txt")
+                    .returncode == 0, 120), "the others no longer sync"
+    time.sleep(15)  # the sync above took its time; node3 had as long and more
+    assert sh(lab, GONE, f"test -e /var/lib/syncthing/shared/from-node1-{token}.txt").returncode != 0
+    for node in STAYING:
+        assert sh(lab, node, f"test -e /var/lib/syncthing/shared/from-{GONE}-{token}.txt").returncode != 0, node
+    for node in STAYING:
+        call = sh(lab, GONE, f"timeout 20 runuser -u nncp -- nncp-call -onlinedeadline 1 {node}", timeout=60)
+        assert call.returncode != 0, call.stdout + call.stderr
+
+
+def test_the_removed_name_no_longer_resolves(lab_site, removed):
+    lab, domain = lab_site["lab"], lab_site["site"].settings.domain
+    for node in STAYING:
+        for name in (f"{GONE}.{domain}", f"{GONE}.tinc.{domain}", f"{GONE}.ygg.{domain}"):
+            assert sh(lab, node, f"getent hosts {name}").returncode == 2, (node, name)
+        assert GONE not in sh(lab, node, f"getent hosts {removed[GONE]['node_mesh_ipv4']}").stdout
+
+
+def test_a_second_provision_changes_nothing(lab_site, removed):
+    second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
+    assert second.returncode == 0, second.stdout[-3000:]
+    rows = last_recap(lab_site["env"])
+    assert set(rows) == set(STAYING)
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
