@@ -131,7 +131,7 @@ def _phone_steps(target, window: str) -> list[str]:
     """What the person does in the Syncthing Android app, in order (README, "Invite a phone")."""
     folders = ", ".join(target.folders)
     return [
-        f"1. Join the Wi-Fi {target.ssid!r} (the site's access points; its passphrase from the site's admin).",
+        f'1. Join the Wi-Fi "{target.ssid}" (the site\'s access points; its passphrase from the site\'s admin).',
         "2. Syncthing app: Devices tab, + (Add Device), the QR icon beside Device ID: scan this code.",
         f"3. Name: {target.hub.name}. Addresses: replace dynamic with {target.address}. Introducer: on.",
         "4. Tap the check mark (Add).",
