@@ -135,8 +135,8 @@ def _phone_steps(target, window: str) -> list[str]:
         "2. Syncthing app: Devices tab, + (Add Device), the QR icon beside Device ID: scan this code.",
         f"3. Name: {target.hub.name}. Addresses: replace dynamic with {target.address}. Introducer: on.",
         "4. Tap the check mark (Add).",
-        f"5. Within a minute a notification: Device {target.hub.name!r} wants to share folder …: Accept,"
-        f" pick a directory, tap Create. Folders: {folders}.",
+        f'5. Within a minute a notification: Device "{target.hub.name}" wants to share folder …: Accept,'
+        f" choose a directory, tap the check mark (Create). Folders: {folders}.",
         f"The hub lets the phone in {window}; it stays until removed.",
     ]
 
