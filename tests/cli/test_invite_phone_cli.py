@@ -72,9 +72,14 @@ def test_refusals_name_the_field_and_write_nothing(site, tmp_path, admin_key):
         (["--folder", "photos"], "folder"),  # not a folder of the site
         (["--remove", "ABC"], "remove"),
         (["--json"], "json"),  # only with --list
+        (["--no-window", "--expires", "2h"], "expires"),  # would do nothing: refused, not ignored
+        (["--list", "--phones", "2"], "phones"),
+        (["--list", "--out", out], "out"),
+        (["--remove", "ABC", "--folder", "shared"], "folder"),
         (["--out", tmp_path / "afile"], "out"),
     ]:
-        result = run_cli("invite", "phone", *args, "--site", site, *([] if "--out" in args else ["--out", out]))
+        where = [] if {"--out", "--list", "--remove"} & set(args) else ["--out", out]
+        result = run_cli("invite", "phone", *args, "--site", site, *where)
         assert_one_line_error(result, field)
         assert snapshot(site) == before and not out.exists(), args
     both = run_cli("invite", "phone", "--no-window", "--list", "--site", site)

@@ -147,13 +147,22 @@ def cmd_phone(args) -> int:
     directory = site_dir(args)
     site = load_site(directory)
     target = phone.choose(site, directory, args.hub, args.folder)
-    lifetime = issue.parse_lifetime(args.expires)
-    count = phone.parse_phones(args.phones)
+    lifetime = issue.parse_lifetime(args.expires or "1h")
+    count = phone.parse_phones(args.phones or "1")
     if args.json and not args.list:
         raise MeshsteadError("json", "only --list prints JSON; expected --list --json")
-    if args.list or args.close or args.remove:
+    managing = args.list or args.close or args.remove
+    # An option that would do nothing in this run is refused, not ignored.
+    unused = [("expires", args.expires), ("phones", args.phones)] if managing or args.no_window else []
+    unused += [("folder", args.folder), ("out", args.out)] if managing else []
+    mode = "--no-window" if args.no_window else "--list, --close or --remove"
+    for name, value in unused:
+        if value is not None:
+            raise MeshsteadError(name, f"--{name} has no use with {mode}; expected it only when "
+                                 + ("a window is opened" if name in ("expires", "phones") else "the QR code is made"))
+    if managing:
         return _phone_manage(args, phone, target)
-    out_dir = Path(args.out).resolve()
+    out_dir = Path(args.out or ".").resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise MeshsteadError("out", f"{out_dir} is not a directory; expected a directory for the QR files")
     code, files = _phone_files(target)
@@ -257,12 +266,12 @@ def register(sub, site_option) -> None:
     phone = invite.add_parser("phone", parents=[site_option], help="let a phone carry the carrier folder: the "
                               "hub's Syncthing device ID as a QR code, and a window in which the hub accepts it")
     phone.add_argument("--hub", help="the hub the phone syncs with (default: the site's first hub)")
-    phone.add_argument("--expires", default="1h", help="how long the hub accepts a phone: 30m, 1h, 2d, … at most "
+    phone.add_argument("--expires", help="how long the hub accepts a phone: 30m, 1h, 2d, … at most "
                        "30d (default 1h)")
-    phone.add_argument("--phones", default="1", help="how many phones the window lets in (default 1)")
+    phone.add_argument("--phones", help="how many phones the window lets in (default 1)")
     phone.add_argument("--folder", action="append", help="a site folder the phone gets (repeatable; default "
                        "nncp-carrier)")
-    phone.add_argument("--out", default=".", help="directory for HUB-phone.png, .svg and .txt (default: here)")
+    phone.add_argument("--out", help="directory for HUB-phone.png, .svg and .txt (default: here)")
     what = phone.add_mutually_exclusive_group()
     what.add_argument("--no-window", action="store_true", help="only the QR code and what to type; the hub is "
                       "not contacted")
