@@ -296,6 +296,9 @@ def _phone(args) -> int:
             closed = state.close(time.time())
             print("closed the window for phones" if closed else "no window for phones was open", file=sys.stderr)
             return 0
+        if args.phone_command == "watch" and not state.is_open(state.window(), time.time()):
+            print("no window for phones is open", file=sys.stderr)  # a boot after the window: nothing to do
+            return 0
         api = phones.Syncthing(args.config)
         if args.phone_command == "open":
             opened = state.open(api, args.seconds, args.phones, args.folder or [phones.CARRIER], time.time(),
