@@ -116,6 +116,126 @@ def cmd_revoke(args) -> None:
               highlight=False)
 
 
+PHONE_MODE = 0o644  # a device ID is no secret: it is what the phone is told to trust
+
+
+def _phone_files(target) -> tuple:
+    """The QR code of the hub's device ID (what the app's scanner reads) and its files."""
+    code = qr.code(target.device_id)
+    stem = f"{target.hub.name}-phone"
+    return code, {f"{stem}.png": (qr.png(code), PHONE_MODE), f"{stem}.svg": (qr.svg(code), PHONE_MODE),
+                  f"{stem}.txt": ((target.device_id + "\n").encode(), PHONE_MODE)}
+
+
+def _phone_steps(target, window: str) -> list[str]:
+    """What the person does in the Syncthing Android app, in order (README, "Invite a phone")."""
+    folders = ", ".join(target.folders)
+    return [
+        f'1. Join the Wi-Fi "{target.ssid}" (the site\'s access points; its passphrase from the site\'s admin).',
+        "2. Syncthing app: Devices tab, + (Add Device), the QR icon beside Device ID: scan this code.",
+        f"3. Name: {target.hub.name}. Addresses: replace dynamic with {target.address}. Introducer: on.",
+        "4. Tap the check mark (Add).",
+        f'5. Within a minute a notification: Device "{target.hub.name}" wants to share folder …: Accept,'
+        f" choose a directory, tap the check mark (Create). Folders: {folders}.",
+        f"The hub lets the phone in {window}; it stays until removed.",
+    ]
+
+
+def cmd_phone(args) -> int:
+    from ..invites import phone
+    from ..load import load_site
+    directory = site_dir(args)
+    site = load_site(directory)
+    target = phone.choose(site, directory, args.hub, args.folder)
+    lifetime = issue.parse_lifetime(args.expires or "1h")
+    count = phone.parse_phones(args.phones or "1")
+    if args.json and not args.list:
+        raise MeshsteadError("json", "only --list prints JSON; expected --list --json")
+    managing = args.list or args.close or args.remove
+    # An option that would do nothing in this run is refused, not ignored.
+    unused = [("expires", args.expires), ("phones", args.phones)] if managing or args.no_window else []
+    unused += [("folder", args.folder), ("out", args.out)] if managing else []
+    mode = "--no-window" if args.no_window else "--list, --close or --remove"
+    for name, value in unused:
+        if value is not None:
+            raise MeshsteadError(name, f"--{name} has no use with {mode}; expected it only when "
+                                 + ("a window is opened" if name in ("expires", "phones") else "the QR code is made"))
+    if managing:
+        return _phone_manage(args, phone, target)
+    out_dir = Path(args.out or ".").resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MeshsteadError("out", f"{out_dir} is not a directory; expected a directory for the QR files")
+    code, files = _phone_files(target)
+    window = "only when a window is open (this run opened none: --no-window)"
+    if not args.no_window:
+        opened = sites.open_site(directory, args.vault_password_file)
+        seconds = int(lifetime.total_seconds())
+        hub_args = ["open", "--seconds", str(seconds), "--phones", str(count)]
+        hub_args += [a for folder in target.folders for a in ("--folder", folder)]
+        try:
+            with err.status(f"Phone: opening the window on {target.hub.name}") as status:
+                answer = phone.on_hub(opened, target.hub.name, hub_args,
+                                      on_task=lambda t: status.update(f"Phone: {t}"))
+            hub_said = json.loads(answer.stdout)
+        except phone.HubError as exc:
+            err.print(f"meshstead: error: hub: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return 1
+        except ValueError:
+            err.print(f"meshstead: error: hub: {target.hub.name} answered no window; expected JSON from "
+                      "`meshstead-join phone open`", markup=False, highlight=False)
+            return 1
+        if hub_said.get("device_id") != target.device_id:
+            err.print(f"meshstead: error: hub: {target.hub.name}'s Syncthing runs as {hub_said.get('device_id')}, "
+                      f"the site has {target.device_id}; expected the site's (meshstead provision --limit "
+                      f"{target.hub.name})", markup=False, highlight=False)
+            return 1
+        window = (f"until {hub_said['until']} by its clock ({count} phone{'s' if count > 1 else ''}; "
+                  f"{', '.join(hub_said['folders'])})")
+    apply_writes(plan_writes(out_dir, files))
+    out.file.write(qr.terminal(code))
+    out.print(target.device_id, markup=False, highlight=False)
+    out.print(f"Phone: {target.hub.name}'s Syncthing device ID above; type {target.address} as its address",
+              markup=False, highlight=False)
+    for line in _phone_steps(target, window):
+        out.print(line, markup=False, highlight=False)
+    out.print(f"Written to {out_dir}/{target.hub.name}-phone.{{png,svg,txt}}", markup=False, highlight=False)
+    out.print(f"Next: see the phones with `meshstead invite phone --list --hub {target.hub.name} --site {directory}`;"
+              f" take one out with --remove DEVICE_ID", markup=False, highlight=False)
+    return 0
+
+
+def _phone_manage(args, phone, target) -> int:
+    """--list, --close, --remove: the hub's phones and window."""
+    device = phone.parse_device(args.remove) if args.remove else None
+    opened = sites.open_site(site_dir(args), args.vault_password_file)
+    hub_args = ["list"] if args.list else ["close"] if args.close else ["remove", device]
+    try:
+        with err.status(f"Phone: reading {target.hub.name}") as status:
+            answer = phone.on_hub(opened, target.hub.name, hub_args, on_task=lambda t: status.update(f"Phone: {t}"))
+    except phone.HubError as exc:
+        err.print(f"meshstead: error: hub: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    if not args.list:
+        out.print(f"{target.hub.name}: {answer.stderr.strip()}", markup=False, highlight=False)
+        return 0
+    listed = json.loads(answer.stdout)
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return 0
+    table = Table(title=f"{target.hub.name}: {len(listed['phones'])} phone(s)")
+    for column in ("name", "device id", "folders", "accepted", "announced as"):
+        table.add_column(column, overflow="fold")
+    for p in listed["phones"]:
+        table.add_row(p["name"], p["id"], ",".join(p["folders"]), p["accepted"], p["announced"] or "-")
+    out.print(table)
+    window = listed.get("window")
+    if window:
+        state = "open" if window["open"] else "closed"
+        out.print(f"Last window: {window['opened']} to {window['until']}, {state}, {len(window['accepted'])} of "
+                  f"{window['phones']} accepted", highlight=False)
+    return 0
+
+
 def register(sub, site_option) -> None:
     invite = sub.add_parser("invite", help="invites to join the site by QR code").add_subparsers(
         dest="invite_command", required=True)
@@ -143,3 +263,21 @@ def register(sub, site_option) -> None:
     revoke = invite.add_parser("revoke", parents=[site_option], help="withdraw an unused invite")
     revoke.add_argument("id", help="the invite's id (from create or list)")
     revoke.set_defaults(func=cmd_revoke)
+    phone = invite.add_parser("phone", parents=[site_option], help="let a phone carry the carrier folder: the "
+                              "hub's Syncthing device ID as a QR code, and a window in which the hub accepts it")
+    phone.add_argument("--hub", help="the hub the phone syncs with (default: the site's first hub)")
+    phone.add_argument("--expires", help="how long the hub accepts a phone: 30m, 1h, 2d, … at most "
+                       "30d (default 1h)")
+    phone.add_argument("--phones", help="how many phones the window lets in (default 1)")
+    phone.add_argument("--folder", action="append", help="a site folder the phone gets (repeatable; default "
+                       "nncp-carrier)")
+    phone.add_argument("--out", help="directory for HUB-phone.png, .svg and .txt (default: here)")
+    what = phone.add_mutually_exclusive_group()
+    what.add_argument("--no-window", action="store_true", help="only the QR code and what to type; the hub is "
+                      "not contacted")
+    what.add_argument("--list", action="store_true", help="the phones the hub accepted, and its last window")
+    what.add_argument("--close", action="store_true", help="close the hub's window now")
+    what.add_argument("--remove", metavar="DEVICE_ID", help="take a phone out of the hub's Syncthing")
+    phone.add_argument("--json", action="store_true", help="with --list: print JSON")
+    add_vault_option(phone)
+    phone.set_defaults(func=cmd_phone)

@@ -1,7 +1,8 @@
-"""python3 -m meshstead_join serve|join|check|export|pack|roster: the hub's
+"""python3 -m meshstead_join serve|join|check|export|pack|roster|phone: the hub's
 service, the joining node's client, the check of a hub's files before they
 replace live ones, the hub's record for `node import`, the packer of the roles
-for a hub's kit, and the hub's signed roster (publish, check), as commands. Exit 0 on
+for a hub's kit, the hub's signed roster (publish, check), and the hub's
+window for phones (open, watch, close, list, remove), as commands. Exit 0 on
 success, 1 with one line on stderr when the join is refused or cannot be made
 (or a file does not check), 2 for usage errors."""
 
@@ -21,7 +22,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import applier, client, kit, ownkeys, pack, roster, seed, service, token
+from . import applier, client, kit, ownkeys, pack, phones, roster, seed, service, token
 from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
 from .state import State, write_atomic
 
@@ -322,6 +323,81 @@ def _roster_commands(commands) -> None:
     apply.add_argument("--hub", help="on a hub: its name, with --hub-roster")
 
 
+def _phone(args) -> int:
+    """A hub's window for phones (phones.py): one line on stderr for a refusal,
+    JSON on stdout for `open` and `list`."""
+    state = phones.Phones(args.state)
+    try:
+        if args.phone_command == "list":
+            window = state.window()
+            print(json.dumps({"phones": state.record(), "window": window and {
+                "opened": phones.timestamp(window["opened"]), "until": phones.timestamp(window["until"]),
+                "phones": window["phones"], "accepted": window["accepted"], "folders": window["folders"],
+                "open": state.is_open(window, time.time())}}, indent=1, sort_keys=True))
+            return 0
+        if args.phone_command == "close":
+            closed = state.close(time.time())
+            print("closed the window for phones" if closed else "no window for phones was open", file=sys.stderr)
+            return 0
+        if args.phone_command == "watch" and not state.is_open(state.window(), time.time()):
+            print("no window for phones is open", file=sys.stderr)  # a boot after the window: nothing to do
+            return 0
+        api = phones.Syncthing(args.config)
+        if args.phone_command == "open":
+            opened = state.open(api, args.seconds, args.phones, args.folder or [phones.CARRIER], time.time(),
+                                phones.site_devices(args.kit, args.hub_state))
+            print(json.dumps(opened, indent=1, sort_keys=True))
+            print(f"phones may join until {opened['until']} (up to {args.phones}; "
+                  f"{', '.join(opened['folders'])})", file=sys.stderr)
+            return 0
+        if args.phone_command == "remove":
+            if not phones.DEVICE_ID.match(args.device):
+                print(f"{PROG}: phone: device: {args.device!r} is not a Syncthing device ID; expected "
+                      "XXXXXXX-XXXXXXX-… (8 groups of 7)", file=sys.stderr)
+                return 2
+            removed = state.remove(api, args.device)
+            print(f"removed {args.device}" if removed else f"{args.device} is no phone of this hub",
+                  file=sys.stderr)
+            return 0 if removed else 1
+        return state.watch(api, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except phones.PhoneError as exc:
+        print(f"{PROG}: phone: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: phone: {exc}", file=sys.stderr)
+        return 1
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
+def _phone_commands(commands) -> None:
+    parser = commands.add_parser("phone", help="a hub's window in which phones (Syncthing devices) are let in "
+                                 "and given the carrier folder")
+    actions = parser.add_subparsers(dest="phone_command", required=True)
+    opener = actions.add_parser("open", help="open a window: the devices that try to connect inside it are "
+                                "accepted (the watcher, meshstead-phones.service, does it)")
+    opener.add_argument("--seconds", type=_positive, required=True, help="how long, by this node's clock")
+    opener.add_argument("--phones", type=_positive, default=1, help="how many phones it lets in (default 1)")
+    opener.add_argument("--folder", action="append", help=f"a folder to share (repeatable; default {phones.CARRIER})")
+    opener.add_argument("--kit", type=Path, default=phones.KIT, help="the hub's kit: its nodes are never phones")
+    opener.add_argument("--hub-state", type=Path, default=HUB_STATE,
+                        help="the hub's record of joins: its nodes are never phones")
+    actions.add_parser("watch", help="accept phones until the window closes")
+    actions.add_parser("close", help="close the window now")
+    actions.add_parser("list", help="the phones accepted here and the last window (JSON)")
+    remover = actions.add_parser("remove", help="take a phone out of Syncthing and of the record")
+    remover.add_argument("device", help="its Syncthing device ID")
+    for action in actions.choices.values():
+        action.add_argument("--state", type=Path, default=phones.STATE,
+                            help=f"the record of phones and windows (default {phones.STATE})")
+        action.add_argument("--config", type=Path, default=phones.SYNCTHING_CONFIG,
+                            help=f"Syncthing's config.xml: its API address and key (default {phones.SYNCTHING_CONFIG})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="Join a meshstead site by invite.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -369,6 +445,7 @@ def main(argv=None) -> int:
                         help="the directory holding ansible.cfg, playbooks/, roles/ and plugins/")
     packer.add_argument("--out", type=Path, required=True, help="where to write ansible.tar.gz")
     _roster_commands(commands)
+    _phone_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "join" and args.identity and (args.seed or args.ansible):
         parser.error("--seed and --ansible need the node's own keys (leave out --identity)")
@@ -381,6 +458,8 @@ def main(argv=None) -> int:
             parser.error("--hub-roster and --hub go together")
         return {"publish": _roster_publish, "check": _roster_check,
                 "apply": _roster_apply}[args.roster_command](args)
+    if args.command == "phone":
+        return _phone(args)
     return {"serve": _serve, "join": _join, "check": _check, "export": _export, "pack": _pack}[args.command](args)
 
 
