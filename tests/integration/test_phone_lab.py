@@ -13,10 +13,10 @@ import json
 import shutil
 import subprocess
 import time
-import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests import syncthingconf
 from tests.conftest import run_cli
 from tests.integration.test_join_lab import free_site_address
 from tests.labhelpers import last_recap, sh, wait_for
@@ -37,20 +37,7 @@ class Phone:
                "HOME": str(home)}  # Syncthing refuses to start without a HOME
         subprocess.run(["syncthing", "generate", f"--home={home}", "--no-default-folder", "--skip-port-probing"],
                        env=env, capture_output=True, check=True, timeout=60)
-        tree = ET.parse(home / "config.xml")  # noqa: S314 - written by syncthing generate just now
-        root = tree.getroot()
-        options = root.find("options")
-        for key, value in {"globalAnnounceEnabled": "false", "localAnnounceEnabled": "false",
-                           "relaysEnabled": "false", "natEnabled": "false", "urAccepted": "-1",
-                           "crashReportingEnabled": "false", "autoUpgradeIntervalH": "0",
-                           "reconnectionIntervalS": "5"}.items():
-            element = options.find(key)
-            if element is None:
-                element = ET.SubElement(options, key)
-            element.text = value
-        root.find("gui").find("address").text = GUI
-        tree.write(home / "config.xml")
-        self.key = root.find("gui").find("apikey").text
+        self.key = syncthingconf.confine(home, GUI, reconnectionIntervalS="5")
         self.proc = subprocess.Popen(["ip", "netns", "exec", netns, "syncthing", "serve", f"--home={home}",
                                       "--no-browser", "--no-restart"], env=env, stdout=log, stderr=subprocess.STDOUT)
         assert wait_for(lambda: self.api("GET", "/rest/system/status"), 30, 0.5), "the phone's Syncthing is silent"

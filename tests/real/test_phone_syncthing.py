@@ -14,11 +14,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from realkit import REPO, SYNCTHING_DIR, need
+
+from tests import syncthingconf
 
 pytestmark = pytest.mark.real
 
@@ -41,23 +42,8 @@ class Instance:
         self.gui, self.listen = free_port(), free_port()
         subprocess.run(["syncthing", "generate", f"--home={home}", "--no-default-folder", "--skip-port-probing"],
                        env=env, capture_output=True, check=True, timeout=60)
-        tree = ET.parse(home / "config.xml")  # noqa: S314 - written by syncthing generate just now
-        root = tree.getroot()
-        options = root.find("options")
-        for key, value in {"globalAnnounceEnabled": "false", "localAnnounceEnabled": "false",
-                           "relaysEnabled": "false", "natEnabled": "false", "urAccepted": "-1",
-                           "startBrowser": "false", "crashReportingEnabled": "false", "autoUpgradeIntervalH": "0",
-                           "reconnectionIntervalS": str(reconnect)}.items():
-            element = options.find(key)
-            if element is None:
-                element = ET.SubElement(options, key)
-            element.text = value
-        for element in options.findall("listenAddress"):
-            options.remove(element)
-        ET.SubElement(options, "listenAddress").text = f"tcp://127.0.0.1:{self.listen}"
-        root.find("gui").find("address").text = f"127.0.0.1:{self.gui}"
-        tree.write(home / "config.xml")
-        self.key = root.find("gui").find("apikey").text
+        self.key = syncthingconf.confine(home, f"127.0.0.1:{self.gui}", f"tcp://127.0.0.1:{self.listen}",
+                                         startBrowser="false", reconnectionIntervalS=str(reconnect))
         self.log = open(home.parent / f"{home.name}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(["syncthing", "serve", f"--home={home}", "--no-browser", "--no-restart"],
                                      env={**env, "STNODEFAULTFOLDER": "1"}, stdout=self.log,

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from realkit import NODES, SYNCTHING_DIR, need, tree_digest
 
+from tests import syncthingconf
+
 pytestmark = pytest.mark.real
 
 
@@ -79,24 +81,7 @@ def _syncthing_home(real_site, name: str, tmp_path: Path) -> Path:
 
 def _loopback_only(home: Path, gui_port: int, listen_port: int) -> str:
     """Confine the instance to loopback (no discovery, relays, NAT, reporting); return the API key."""
-    tree = ET.parse(home / "config.xml")  # noqa: S314 - written by syncthing generate just now
-    root = tree.getroot()
-    options = root.find("options")
-    settings = {"globalAnnounceEnabled": "false", "localAnnounceEnabled": "false", "relaysEnabled": "false",
-                "natEnabled": "false", "urAccepted": "-1", "startBrowser": "false", "crashReportingEnabled": "false",
-                "autoUpgradeIntervalH": "0"}
-    for key, value in settings.items():
-        element = options.find(key)
-        if element is None:
-            element = ET.SubElement(options, key)
-        element.text = value
-    for element in options.findall("listenAddress"):
-        options.remove(element)
-    ET.SubElement(options, "listenAddress").text = f"tcp://127.0.0.1:{listen_port}"
-    gui = root.find("gui")
-    gui.find("address").text = f"127.0.0.1:{gui_port}"
-    tree.write(home / "config.xml")
-    return gui.find("apikey").text
+    return syncthingconf.confine(home, f"127.0.0.1:{gui_port}", f"tcp://127.0.0.1:{listen_port}", startBrowser="false")
 
 
 @pytest.mark.parametrize("name", ["n2"])
