@@ -242,3 +242,13 @@ def test_a_reader_that_goes_away_is_not_an_error(site):
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert stderr == ""
+
+
+@pytest.mark.parametrize("extra", [["--blank", "0"], ["--blank", "1", "--radio"]])
+def test_blank_nodes_are_asked_for_as_a_count_of_containers(site, extra):
+    before = snapshot(site)
+    result = run_cli("lab", "up", "--site", site, *extra)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("meshstead: error: blank: adds blank container nodes"), \
+        result.stderr
+    assert snapshot(site) == before

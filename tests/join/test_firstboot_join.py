@@ -6,6 +6,7 @@ The hub's kit carries a harmless playbook instead of the site's roles: the
 real ones would configure this machine."""
 
 import base64
+import fcntl
 import json
 import os
 import stat
@@ -62,10 +63,10 @@ class Card:
     def report(self) -> dict:
         return json.loads((self.state / "firstboot.json").read_text())
 
-    def boot_once(self) -> subprocess.CompletedProcess:
+    def boot_once(self, *extra: str) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHSTEAD_EVENTS")}
         env["FIRSTBOOT_TEST_OUT"] = str(self.out)
-        return subprocess.run([sys.executable, str(FIRSTBOOT), "--config", str(self.config)], env=env,
+        return subprocess.run([sys.executable, str(FIRSTBOOT), "--config", str(self.config), *extra], env=env,
                               capture_output=True, text=True, timeout=180)
 
 
@@ -177,3 +178,38 @@ def test_settings_that_are_the_hub_s_to_decide_are_refused_before_joining(hub, t
     assert card.report()["error"] == f"join: local: {card.boot / 'meshstead/local.yml'} sets node_mesh_ipv4, " \
         "which the node's identity or the hub decides"
     assert not (hub.state_dir / "joined" / "ledge.yml").exists()
+
+
+def test_a_running_node_joins_with_the_invite_given_on_its_command_line(hub, tmp_path):
+    """`meshstead-firstboot --invite TEXT` on a node that waits (booted with
+    no seed and no invite): the same join as a card's invite; then it is a
+    node of the site and refuses another invite, changing nothing."""
+    card = Card(tmp_path / "card")
+    waiting = card.boot_once()
+    assert waiting.returncode == 0 and card.report()["status"] == "waiting", waiting.stdout
+    text = invite_with_test_roles(hub, "garden")
+    (tmp_path / "garden-invite.txt").write_text(text + "\n")
+
+    joined = card.boot_once("--invite", str(tmp_path / "garden-invite.txt"))
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert (card.report()["status"], card.report()["node"]) == ("ok", "garden")
+    assert not card.invite.exists()  # used: wiped where it was put
+    configured = card.out.stat().st_mtime_ns
+
+    other = invite_with_test_roles(hub, "orchard")
+    refused = card.boot_once("--invite", other)
+    assert refused.returncode == 1
+    assert refused.stdout.strip() == ("join: this node is already node garden of site "
+                                      f"{card.report()['site_id']}; expected a node that has not joined a site")
+    assert not card.invite.exists() and card.out.stat().st_mtime_ns == configured
+    assert "orchard" not in {p.stem for p in (hub.state_dir / "joined").iterdir()}
+
+
+def test_one_first_boot_runs_at_a_time(hub, tmp_path):
+    card = Card(tmp_path / "card")
+    card.state.mkdir()
+    with open(card.state / "firstboot.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        busy = card.boot_once("--invite", "meshstead1:whatever")
+    assert busy.returncode == 1 and "already running" in busy.stdout, busy.stdout
+    assert not card.invite.exists()

@@ -58,6 +58,8 @@ def cmd_lab_up(args) -> None:
     from ..load import is_site
     if args.topology and not args.radio:
         raise MeshsteadError("topology", "shapes radio links; expected it with --radio")
+    if args.blank is not None and (args.radio or args.blank < 1):
+        raise MeshsteadError("blank", "adds blank container nodes: expected a number ≥ 1, without --radio")
     directory = site_dir(args)
     if not is_site(directory):
         count = args.nodes or (4 if args.topology == "diamond" else 3)
@@ -67,8 +69,22 @@ def cmd_lab_up(args) -> None:
         out.print(f"Made a default site in {directory}.")
     else:
         opened = labsite.ensure_site(directory, args.nodes, "", args.vault_password_file)
-    lab_up(opened, args.nodes, radio=args.radio, topology=args.topology or "full")
+    lab = lab_up(opened, args.nodes, radio=args.radio, topology=args.topology or "full")
+    if args.blank:
+        add_blanks(lab, args.blank, directory)
     out.print(f"Next: meshstead provision --site {directory}")
+
+
+def add_blanks(lab, count: int, directory) -> None:
+    """Blank nodes (wizard/lab/blank.py) that join with an invite; like a PC
+    on a cable, each joins the mesh on its link to the lab's switch."""
+    from ..images import generic
+    card = {generic.LOCAL_FILE: yaml.safe_dump({"meshstead_mesh_interface": labsite.LAB_INTERFACE}).encode()}
+    with err.status("Lab: blank nodes") as status:
+        names = lab.add_blanks(count, card, progress=lambda msg: status.update(f"Lab: {msg}"))
+    for name in names:
+        out.print(f"Blank node {name}: waiting for an invite. Join it with: meshstead lab exec {name} --site "
+                  f"{directory} -- meshstead-firstboot --invite \"$(cat NODE-invite.txt)\"")
 
 
 def _site_and_lab(args):
@@ -93,6 +109,9 @@ def cmd_lab_status(args) -> None:
         table.add_column(column)
     for row in rows:
         kind = {"vm": "image (QEMU)"}.get(row.get("kind"), "radio node" if is_radio(lab) else "container")
+        if row.get("kind") == "blank":
+            kind = (f"blank, joined as {row['joined_as']}" if row.get("joined_as")
+                    else f"blank ({row.get('first_boot') or 'booting'})")
         table.add_row(row["node"], kind, row["address"] or "-", "-" if row["pid"] is None else str(row["pid"]),
                       "[green]running[/]" if row["running"] else "[red]stopped[/]")
     out.print(table)
@@ -323,6 +342,8 @@ def register(sub, site_option) -> None:
     up.add_argument("--nodes", type=int, help="number of nodes (default: all of the site's, or 3 for a new site)")
     up.add_argument("--radio", action="store_true", help="nodes with simulated Wi-Fi radios (mac80211_hwsim) "
                     "meshing over 802.11s/IBSS and batman-adv, inside a QEMU guest")
+    up.add_argument("--blank", type=int, metavar="N", help="also N blank nodes (blank1…): what the generic "
+                    "image holds and no site; each joins with an invite (docs/invites.md)")
     up.add_argument("--topology", choices=TOPOLOGIES, help="which radio links exist (with --radio; "
                     "default full; diamond: n0-n1-n3 and n0-n2-n3, 4 nodes)")
     add_vault_option(up)

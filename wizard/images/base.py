@@ -160,6 +160,8 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         f"sync-in {recipe.join_package} {JOIN_PACKAGE}/meshstead_join",
         f'rm -rf "$1{JOIN_PACKAGE}/meshstead_join/__pycache__"',
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
+        # The command a person joins a running node with (`meshstead-firstboot --invite TEXT`).
+        'ln -sf /usr/lib/meshstead/firstboot "$1/usr/sbin/meshstead-firstboot"',
         'chroot "$1" systemctl enable meshstead-firstboot.service systemd-networkd.service',
         # sshd has no host key until the seed gives it the site's: the common role enables it then.
         'chroot "$1" systemctl disable ssh.service',

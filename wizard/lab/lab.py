@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aptrepo, container, dhcp, host, netns, rootfs, ssh, state, vm
+from . import aptrepo, blank, container, dhcp, host, netns, rootfs, ssh, state, vm
 from .base import LabBase, _check_label
 from .errors import LabError
 from .host import require_root, require_tools
@@ -147,6 +147,68 @@ class Lab(LabBase):
             ssh.wait_for_ssh(conns, self.ssh_timeout)
             return conns
 
+    def add_blanks(self, count: int, card_files: dict[str, bytes] | None = None,
+                   progress: Callable[[str], None] | None = None) -> list[str]:
+        """Blank nodes blank1…blank<count> beside the site's (blank.py): each
+        takes an address by DHCP on the switch and waits for an invite.
+        `card_files` go onto a new node's card (e.g. its local.yml).
+        Idempotent, like up(); the lab's site nodes must be up first."""
+        say = progress or (lambda _msg: None)
+        require_root()
+        require_tools(*HOST_TOOLS, "dnsmasq", "mount")
+        tree = blank.ensure_tree(say)
+        repo = aptrepo.ensure_repo(say)
+        names = [f"blank{i}" for i in range(1, count + 1)]
+        with self._locked():
+            st = self._load()
+            if not st.get("controller_addresses"):
+                raise LabError(f"lab {self.name} has no switch yet; expected `lab up` of the site's nodes first")
+            st.setdefault("repo", str(repo))
+            for name in names:
+                node_dir = self.dir / "nodes" / name
+                rec = st["nodes"].setdefault(name, {
+                    "kind": "blank", "rootfs": str(node_dir / "rootfs"), "address": None, "ipv4": None,
+                    "ipv6": None, "host_key": None, "machine": self._machine(name)})
+                if rec.get("kind") != "blank":
+                    raise LabError(f"lab {self.name} already has a node {name} that is not blank")
+                self._save(st)
+                root = Path(rec["rootfs"])
+                if not root.exists():
+                    say(f"copying the blank tree for {name}")
+                    node_dir.mkdir(parents=True, exist_ok=True)
+                    container.copy_rootfs(tree, root)
+                    blank.write_card(root, card_files or {})
+            if not dhcp.is_ours(st.get("dhcp_pid"), self.dir):
+                say("serving DHCP on the lab's switch")
+                v4 = next(a for a in st["controller_addresses"] if ipaddress.ip_interface(a).version == 4)
+                st["dhcp_pid"] = dhcp.start(self.netns, self.dir, v4)
+                self._save(st)
+            host.raise_inotify_instances(sum(1 for _ in state.lab_root().glob("*/nodes/*")), _inotify_saved())
+            for name in names:
+                self._boot(st, name, say)
+            say("waiting for " + ", ".join(names) + " to boot")
+            deadline = time.monotonic() + self.ssh_timeout
+            for name in names:
+                # Its first boot has looked at the card: waiting for an invite, or joined.
+                while blank.report(Path(st["nodes"][name]["rootfs"])).get("status") is None:
+                    if time.monotonic() > deadline or not self._running(name, st["nodes"][name]):
+                        raise LabError(f"blank node {name} did not finish booting (see "
+                                       f"{self.dir / 'nodes' / name / 'console.log'})")
+                    time.sleep(0.5)
+        return names
+
+    def _resolve(self, st: dict[str, Any], node: str) -> str:
+        """A lab node's name; a blank node also answers to the site node it became."""
+        if node in st["nodes"]:
+            return node
+        for name, rec in st["nodes"].items():
+            if rec.get("kind") == "blank" and blank.joined_as(Path(rec["rootfs"])) == node:
+                return name
+        raise LabError(f"lab {self.name} has no node {node!r}")
+
+    def _node(self, st: dict[str, Any], node: str) -> dict[str, Any]:
+        return st["nodes"][self._resolve(st, node)]
+
     def _running(self, node: str, rec: dict[str, Any]) -> bool:
         if rec.get("kind") == "vm":
             return vm.is_ours(rec.get("pid"), self.name, node)
@@ -154,9 +216,15 @@ class Lab(LabBase):
 
     def status(self) -> list[dict[str, Any]]:
         st = self._load()
-        return [{"node": n, "pid": r.get("pid"), "address": r["address"], "kind": r.get("kind", "container"),
+        rows = [{"node": n, "pid": r.get("pid"), "address": r["address"], "kind": r.get("kind", "container"),
                  "running": self._running(n, r)}
                 for n, r in sorted(st["nodes"].items())]
+        for row in rows:
+            if row["kind"] == "blank":
+                report = blank.report(Path(st["nodes"][row["node"]]["rootfs"]))
+                row["first_boot"] = report.get("status")
+                row["joined_as"] = report.get("node") if report.get("status") == "ok" else None
+        return rows
 
     def boot_image(self, node: str, image: Path, *, ipv4: str | None, ipv6: str | None, host_key: str | None,
                    user: str, identity: Path | None, progress: Callable[[str], None] | None = None,
@@ -249,6 +317,7 @@ class Lab(LabBase):
             if not exists:
                 raise LabError(f"lab {self.name} does not exist: run up first")
             st = self._load()
+            node = self._resolve(st, node)
             rec = self._node(st, node)
             if rec.get("kind") == "vm":
                 if not vm.is_ours(rec.get("pid"), self.name, node):
