@@ -6,16 +6,17 @@ from rich.table import Table
 OVERLAY_NAMES = {"tinc": "{node}.tinc.{domain}", "yggdrasil": "{node}.ygg.{domain}"}
 
 
-def matrix(lab, site, attempts: int = 3, names=None) -> dict:
+def matrix(lab, site, attempts: int = 3, names=None, involving: str | None = None) -> dict:
     """{(src, dst, overlay): True/False} from `ping` by DNS name inside src;
     between the site's nodes, or the lab nodes `names` (a node that joined at
-    a hub is not the controller's until `node import`)."""
+    a hub is not the controller's until `node import`); with `involving`,
+    only the pairs to and from that node."""
     names = list(names) if names is not None else [n.name for n in site.sorted_nodes()]
     result = {}
     for overlay in site.settings.overlay:
         for src in names:
             for dst in names:
-                if src == dst:
+                if src == dst or involving not in (None, src, dst):
                     continue
                 target = OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain)
                 ok = False

@@ -40,8 +40,9 @@ def lab_site(tmp_path_factory):
 # test_join_lab.py leaves its joined node in every node's roster applier (the
 # nodes keep it until `node import`), so the modules that compare a node with
 # what the controller's inventory alone renders (test_site_lab.py's `identity
-# export`) run before it; the rest keep their order.
-FIRST = {"test_site_lab.py": 0, "test_join_lab.py": 1}
+# export`) run before it, and the blank node's join after it; the rest keep
+# their order.
+FIRST = {"test_site_lab.py": 0, "test_join_lab.py": 1, "test_blank_join_lab.py": 2}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -373,7 +373,7 @@ def test_a_bad_seed_is_refused_in_one_line_and_touches_nothing(made, node, case)
         assert message.startswith("seed: seed.json cannot be read as JSON (")
     assert_refused(result, node, message)
     assert snapshot(node.boot) == boot_before
-    assert sorted(p.name for p in node.state.iterdir()) == ["firstboot.json"]
+    assert sorted(p.name for p in node.state.iterdir()) == ["firstboot.json", "firstboot.lock"]  # the lock is no state
     assert node.report()["site_id"] is None  # the refused seed did not make the node the site's
 
 

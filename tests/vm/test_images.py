@@ -168,6 +168,9 @@ def test_an_interrupted_build_leaves_no_image(image_site, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cabin-amd64.img", "cabin-amd64.img.sha256"]
 
 
+# CI joins a blank container node instead, whose tree is this base's root
+# (tests/integration/test_blank_join_lab.py): the same first boot and join, minutes less.
+@full_only
 def test_a_generic_image_joins_through_the_hub_by_invite(image_site, tmp_path):
     """A generic image with only an invite: the lab's switch gives it an
     address by DHCP (a LAN would); it makes its own keys, joins through the

@@ -158,6 +158,7 @@ def test_the_mesh_heals_when_the_next_hop_goes(mesh_site):
           f"longest ping gap {outage:.1f} s; {len(replies)}/150 replies")
 
 
+@full_only
 def test_a_wrong_sae_passphrase_never_makes_a_neighbour(mesh_site):
     lab = mesh_site["lab"]
     conf = "/etc/meshstead/mesh/wpa_supplicant.conf"

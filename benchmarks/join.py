@@ -1,0 +1,108 @@
+"""How long a node takes to join by invite, in the container lab: from
+starting the join on a blank node (`meshstead-firstboot --invite TEXT`,
+what the generic image holds) until every node reaches it by name over
+tinc and Yggdrasil and it reaches every node, with no `provision`. Each
+join also reports when the node's own first boot was `ok`. Median of
+--joins joins, one after another, each on a new blank node; and the
+invite's size in characters and QR version.
+
+    python benchmarks/join.py [--joins 5] [--keep]
+
+Needs root (the lab). A 3-node site (node1 the hub) is made in a temporary
+directory and provisioned first. Prints figures; asserts nothing."""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from wizard import labsite, reach  # noqa: E402
+from wizard.invites import qr  # noqa: E402
+from wizard.lab import open_lab  # noqa: E402
+from wizard.load import load_site  # noqa: E402
+
+REACH_TIMEOUT = 900
+
+
+def cli(env: dict, *args, timeout=3600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"meshstead {' '.join(map(str, args[:3]))} failed:\n{proc.stdout[-2000:]}\n"
+                         f"{proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path) -> dict:
+    cli(env, "invite", "create", name, "--platform", "amd64", "--site", site_dir, "--out", work)
+    text = (work / f"{name}-invite.txt").read_text().strip()
+    site = load_site(site_dir)
+    lab = open_lab(labsite.lab_name(site))
+    names = [n.name for n in site.sorted_nodes()] + [name]
+    started = time.monotonic()
+    cli(env, "lab", "exec", blank, "--site", site_dir, "--", "meshstead-firstboot", "--invite", text)
+    configured = time.monotonic() - started
+    reached = None
+    while time.monotonic() - started < REACH_TIMEOUT:
+        if all(reach.matrix(lab, site, attempts=1, names=names, involving=name).values()):
+            reached = time.monotonic() - started
+            break
+        time.sleep(1)
+    return {"node": name, "chars": len(text), "qr": qr.code(text).version, "configured_s": configured,
+            "reached_s": reached}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--joins", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="leave the lab and the site (printed) afterwards")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="meshstead-bench-join-"))
+    env = {"XDG_CONFIG_HOME": str(work / "config"), "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
+    site_dir = work / "site"
+    console = Console()
+    try:
+        started = time.monotonic()
+        cli(env, "lab", "up", "--site", site_dir, "--nodes", "3", "--blank", str(args.joins))
+        console.print(f"lab up with {args.joins} blank node(s): {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
+        cli(env, "provision", "--site", site_dir)
+        console.print(f"provision: {time.monotonic() - started:.0f} s")
+        rows = []
+        for k in range(1, args.joins + 1):
+            rows.append(one_join(env, site_dir, f"blank{k}", f"joiner{k}", work))
+            row = rows[-1]
+            console.print(f"{row['node']}: ok after {row['configured_s']:.1f} s, reached by every node after "
+                          f"{'-' if row['reached_s'] is None else format(row['reached_s'], '.1f')} s")
+    finally:
+        if args.keep:
+            console.print(f"kept: the site {site_dir}, its lab (meshstead lab down --site {site_dir})")
+        else:
+            subprocess.run([sys.executable, "-m", "wizard.cli", "lab", "down", "--site", str(site_dir)], cwd=ROOT,
+                           env={**os.environ, **env}, capture_output=True, check=False)
+    table = Table(title="Join by invite: a blank node, 3 provisioned nodes (container lab)")
+    for column in ("node", "invite chars", "QR version", "first boot ok (s)", "every node reaches it (s)"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(row["node"], str(row["chars"]), str(row["qr"]), f"{row['configured_s']:.1f}",
+                      "not within 15 min" if row["reached_s"] is None else f"{row['reached_s']:.1f}")
+    console.print(table)
+    done = [r["reached_s"] for r in rows if r["reached_s"] is not None]
+    if done:
+        console.print(f"median join → every node reaches it by name: {statistics.median(done):.1f} s "
+                      f"(target ≤ 60 s; {len(done)}/{len(rows)} joins reached); median first boot ok: "
+                      f"{statistics.median(r['configured_s'] for r in rows):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
