@@ -60,10 +60,11 @@ install_packages() {
 	set -- "$SETUP"/debs/*.deb
 	[ -e "$1" ] || return 0  # the image had every package already
 	# apt orders the carried .debs (and dpkg runs them); it sees no other
-	# package source, so it cannot reach for the network.
+	# package source, so it cannot reach for the network. (Not --no-download:
+	# apt 2.6 then fails on local .debs, "Pathname to install is not absolute".)
 	empty=$(mktemp -d)
 	mkdir -p "$empty/partial"
-	DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-download --no-install-recommends --no-remove \
+	DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends --no-remove \
 		-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$empty" -o Dir::State::Lists="$empty" \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >> "$LOG" 2>&1
 	status=$?

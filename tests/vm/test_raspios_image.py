@@ -95,6 +95,7 @@ def raspios_boot(tmp_path_factory):
             hooked = guest.wait_for(r"meshstead firstrun: (done|failed).*$", HOOK_TIMEOUT)
             assert hooked, "the hook reported nothing" + ("" if guest.running() else " (QEMU exited)")
             assert wait_stopped(guest, 300), "the hook did not reboot"
+            assert hooked.group(0).startswith("meshstead firstrun: done"), hooked.group(0)
             hook_seconds = time.monotonic() - started
             print(f"raspios: power-on to the hook's reboot: {hook_seconds:.0f} s")
         with step("second boot: the first boot reports on the console", lambda: guest.console_tail(40)):

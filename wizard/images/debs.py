@@ -104,6 +104,7 @@ def _download(work: Path, status: bytes, wanted: tuple[str, ...], suite: str, ar
     for deb in files(apt / "var/cache/apt/archives"):
         os.rename(deb, work / deb.name)
     shutil.rmtree(apt)  # the package lists: ~100 MB nobody reads again
+    config.unlink()  # apt.log stays: what apt chose, and why
     (work / "debs.json").write_text(json.dumps({
         "suite": suite, "arch": arch, "wanted": sorted(wanted),
         "debs": {deb.name: disk.sha256(deb) for deb in files(work)}}, indent=1) + "\n")

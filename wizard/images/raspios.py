@@ -11,7 +11,7 @@ OS lacks: the .debs of the node's packages that the image does not have
 (images/debs.py, worked out from the image's own dpkg status), the pinned
 Ansible's wheels, and root.tar with the first-boot program and unit, the
 join package and /etc/meshstead/image.json. The hook installs them, then
-the first boot proper takes the seed. docs/raspios.md tells the sequence."""
+the first boot proper takes the seed. docs/seed.md tells the sequence."""
 
 import contextlib
 import datetime
