@@ -14,20 +14,14 @@ On demand only (marker `slow`; ~7 min to build the stand-in once, ~25 min to boo
     flock /tmp/meshstead-heavy.lock .venv/bin/pytest -m slow tests/vm/test_raspios_image.py
 """
 
-import contextlib
-import json
-import os
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import cli_home, make_site, run_cli
+from tests.conftest import run_cli
 from tests.vm import raspios_standin
-from wizard.images import disk, virt
+from tests.vm.armboot import assert_first_boot_ok, cabled_site, first_boot_line, power_off, stepper, workspace
+from wizard.images import disk, raspios, virt
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 TOOLS = ("mmdebstrap", "arch-test", "qemu-system-aarch64", "qemu-img", "mcopy", "debugfs", "e2fsck", "xz")
@@ -37,17 +31,7 @@ HOOK_TIMEOUT = 1800
 BOOT_TIMEOUT = 3600
 
 
-@contextlib.contextmanager
-def step(name: str, detail=lambda: ""):
-    """A failure says which step it was in (and, for a boot, the console's last lines)."""
-    started = time.monotonic()
-    print(f"raspios: {name}")
-    try:
-        yield
-    except Exception as exc:
-        extra = detail()
-        raise AssertionError(f"step {name!r} failed: {exc}" + (f"\n{extra}" if extra else "")) from exc
-    print(f"raspios: {name}: {time.monotonic() - started:.0f} s")
+step = stepper("raspios")
 
 
 def wait_stopped(guest, timeout: float) -> bool:
@@ -57,30 +41,14 @@ def wait_stopped(guest, timeout: float) -> bool:
     return not guest.running()
 
 
-def read_fat(card: Path, name: str) -> str:
-    offset = virt.partitions(card)[0][0]
-    return disk.run(["mtype", "-i", f"{card}@@{offset}", f"::/{name}"], what="mtype", env=virt.MTOOLS_ENV).stdout
-
-
 @pytest.fixture(scope="module")
 def raspios_boot(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("building the stand-in needs root (mmdebstrap)")
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"host tools missing: {', '.join(missing)} (make setup installs them)")
-    work = tmp_path_factory.mktemp("raspios")
-    env = cli_home(work)
-    key = work / "admin"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    work, env = workspace(tmp_path_factory, "raspios", TOOLS, "building the stand-in needs root (mmdebstrap)")
     with step("build or reuse the Raspberry Pi OS stand-in"):
         standin = raspios_standin.ensure(lambda _message: None)
         before = disk.sha256(standin)
     with step("make a site with a Pi 5 node"):
-        site = make_site(work / "site", f"{key}.pub", "services=", "name=field",
-                         nodes=["hub --role hub --role dns", "cabin --platform rpi5"], env=env)
-        # QEMU's virt machine has no radio: the node is cabled into the site.
-        (site / "host_vars/cabin/local.yml").write_text(yaml.safe_dump({"meshstead_mesh_interface": "eth0"}))
+        site = cabled_site(work, env, "rpi5")
     with step("personalise node cabin from the stand-in (image build --base)"):
         made = run_cli("image", "build", "cabin", "--site", site, "--base", standin, "--out", work / "images",
                        "--raw", env=env, timeout=1800)
@@ -101,32 +69,25 @@ def raspios_boot(tmp_path_factory):
         with step("second boot: the first boot reports on the console", lambda: guest.console_tail(40)):
             guest = virt.restart(guest, names=NAMES)
             restarted = time.monotonic()
-            found = guest.wait_for(r"first boot: (ok|failed).*$", BOOT_TIMEOUT)
-            assert found, "no first-boot result on the console" + ("" if guest.running() else " (QEMU exited)")
+            found = first_boot_line(guest, BOOT_TIMEOUT)
             print(f"raspios: second power-on to `{found.group(0).strip()}`: {time.monotonic() - restarted:.0f} s "
                   f"(from the first power-on: {time.monotonic() - started:.0f} s)")
     finally:
-        if guest:
-            guest.stop()
-            assert not guest.running(), f"QEMU {guest.pid} did not exit"
+        power_off(guest)
     with step("read the report, fstab and the boot partition from the card"):
         card = virt.flatten(guest)
         result = {"site": site, "standin": standin, "before": before, "console": found.group(0), "guest": guest,
                   "hooked": hooked.group(0), "report": virt.read_root_file(card, virt.REPORT),
                   "fstab": virt.read_root_file(card, "/etc/fstab"),
                   "hook_log": virt.read_root_file(card, "/var/log/meshstead-firstrun.log"),
-                  "fat": virt.fat_names(card), "cmdline": read_fat(card, "cmdline.txt")}
+                  "fat": virt.fat_names(card),
+                  "cmdline": raspios.read_fat(f"{card}@@{virt.partitions(card)[0][0]}", "cmdline.txt")}
         card.unlink()
     yield result
 
 
 def test_the_first_boot_report_is_ok(raspios_boot):
-    report = json.loads(raspios_boot["report"] or "{}")
-    assert report.get("status") == "ok", (raspios_boot["report"], raspios_boot["guest"].console_tail(40))
-    assert report["node"] == "cabin" and report["failed_tasks"] == []
-    site_id = yaml.safe_load((raspios_boot["site"] / "group_vars/all/site.yml").read_text())["meshstead_site_id"]
-    assert report["site_id"] == site_id
-    assert raspios_boot["console"].startswith("first boot: ok (node cabin")
+    assert_first_boot_ok(raspios_boot)
 
 
 def test_the_hook_ran_once_and_left_raspberry_pi_os_s_cmdline_txt(raspios_boot):
