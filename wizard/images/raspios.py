@@ -168,17 +168,15 @@ def venv_script(wheels: list[Path]) -> bytes:
 def card_files(cmdline: str, carried: list[Path], wheels: list[Path], built: datetime.datetime,
                seeded: dict[str, bytes], shown: Path) -> dict[str, Path | bytes]:
     """Everything written onto the boot partition."""
-    files: dict[str, Path | bytes] = {
+    return {
         f"{SETUP_DIR}/root.tar": root_tar(built),
         f"{SETUP_DIR}/venv.sh": venv_script(wheels),
         **{f"{SETUP_DIR}/wheels/{w.name}": w for w in wheels},
         **{f"{SETUP_DIR}/debs/{d.name}": d for d in carried},
         **seeded,
         FIRSTRUN: firstrun_script(),
+        "cmdline.txt": hooked_cmdline(cmdline, shown).encode(),
     }
-    # Last: a card cut off while written has no hook, and boots as plain Raspberry Pi OS.
-    files["cmdline.txt"] = hooked_cmdline(cmdline, shown).encode()
-    return files
 
 
 def _unpack(source: Path, xz: bool, target: Path) -> None:
