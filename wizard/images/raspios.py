@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import MeshsteadError
 from ..resources import image_builder_home
-from . import debs, disk, personalise, recipe, seed
+from . import debs, disk, personalise, recipe, seed, virt
 from .base import ANSIBLE_VENV, JOIN_PACKAGE, ansible_wheels, image_config, venv_commands
 
 BOOT_MOUNT = "/boot/firmware"
@@ -40,14 +40,12 @@ ARCH = "arm64"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 FAT_TYPES = {"b", "c"}  # FAT32 (CHS, LBA) in an MBR
 EXPECTED = "expected a Raspberry Pi OS (bookworm, arm64, Lite) image as downloaded (.img.xz or .img)"
-MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}
 
 
 @dataclass(frozen=True)
 class Layout:
     boot_offset: int
     root_offset: int
-    root_size: int
 
     def fat(self, image: Path) -> str:
         return f"{image}@@{self.boot_offset}"
@@ -83,7 +81,7 @@ def layout(image: Path, shown: Path) -> Layout:
     if table.get("label") != "dos" or len(parts) < 2 or parts[0].get("type") not in FAT_TYPES:
         raise _refuse(shown, "has no FAT boot partition first in an MBR (Raspberry Pi OS's layout)")
     sector = table.get("sectorsize", disk.SECTOR)
-    found = Layout(parts[0]["start"] * sector, parts[1]["start"] * sector, parts[1]["size"] * sector)
+    found = Layout(parts[0]["start"] * sector, parts[1]["start"] * sector)
     names = _fat_names(found.fat(image))
     missing = [name for name in ("cmdline.txt", "config.txt") if name not in names]
     if missing:
@@ -93,12 +91,12 @@ def layout(image: Path, shown: Path) -> Layout:
 
 def _fat_names(fat: str) -> set[str]:
     proc = subprocess.run(["mdir", "-b", "-i", fat, "::/"], capture_output=True, text=True,  # noqa: S603,S607
-                          env=MTOOLS_ENV, check=False)
+                          env=virt.MTOOLS_ENV, check=False)
     return {line.removeprefix("::/").lower() for line in proc.stdout.splitlines() if line.strip()}
 
 
 def read_fat(fat: str, name: str) -> str:
-    return disk.run(["mtype", "-i", fat, f"::/{name}"], what=f"mtype {name}", env=MTOOLS_ENV).stdout
+    return disk.run(["mtype", "-i", fat, f"::/{name}"], what=f"mtype {name}", env=virt.MTOOLS_ENV).stdout
 
 
 def dpkg_status(image: Path, found: Layout, shown: Path) -> bytes:
