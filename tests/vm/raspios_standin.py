@@ -8,7 +8,7 @@ FAT32 `bootfs` partition (config.txt, cmdline.txt with
 kernel and initramfs under the Pi 5's names) mounted at /boot/firmware by
 PARTUUID, and an ext4 `rootfs` partition holding a Debian tree with roughly
 Raspberry Pi OS Lite's package set (NetworkManager, openssh-server, python3
-without the libraries Ansible needs, ...). The kernel is Debian's arm64 one
+without the libraries Ansible needs, ...) and interface names (eth0). The kernel is Debian's arm64 one
 so that it boots under `qemu-system-aarch64 -M virt`; Raspberry Pi OS's own
 first boot (init=/usr/lib/raspberrypi-sys-mods/firstboot: resize, new disk
 identifier, user setup) is not there.
@@ -60,7 +60,7 @@ MODULES = ("ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii", "virtio_p
            "virtio_net")
 BOOT_MIB = 512
 ROOT_HEADROOM_MIB = 768
-FORMAT = 1
+FORMAT = 2  # bump when the build changes
 
 
 def key() -> str:
@@ -102,6 +102,10 @@ def _build(work: Path, progress) -> None:
         "echo raspberrypi > \"$1/etc/hostname\"",
         ': > "$1/etc/machine-id"',
         'rm -f "$1"/etc/ssh/ssh_host_*',  # Raspberry Pi OS makes them at its first boot
+        # eth0, wlan0: pi-gen runs `raspi-config nonint do_net_names 1`, which masks the
+        # default naming policy (before the initramfs, whose udev hook copies the mask).
+        'mkdir -p "$1/etc/systemd/network"',
+        'ln -sf /dev/null "$1/etc/systemd/network/99-default.link"',
         *initramfs.customize_hooks(MODULES),
     ]
     cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--arch=arm64", "--components=main,non-free-firmware",
