@@ -84,6 +84,9 @@ def ensure(progress=print) -> Path:
     try:
         _build(work, progress)
         os.rename(work, final)
+        for old in final.parent.glob("raspios-standin-*"):  # ~2 GB each: an older recipe's goes
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if work.exists():
             subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=False)
