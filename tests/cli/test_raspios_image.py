@@ -33,6 +33,11 @@ Package: python3
 Status: install ok installed
 Architecture: {arch}
 Version: 3.11.2-1+b1
+
+Package: tinc
+Status: deinstall ok config-files
+Architecture: {arch}
+Version: 1.0.36-2
 """
 
 
@@ -132,6 +137,12 @@ def test_a_base_customised_already_is_refused(site, tmp_path, cache):
     result = run_cli("image", "build", "cabin", "--site", site, "--base", card.image, "--out", tmp_path / "out")
     assert_one_line_error(result, "base")
     assert "already runs something at first boot" in result.stderr
+
+
+def test_only_what_the_image_has_not_installed_is_asked_of_apt():
+    status = STATUS.format(arch="arm64").encode()
+    assert debs.installed(status) == {"dpkg", "python3"}  # tinc's config files are not tinc
+    assert raspios.architecture(status) == "arm64"
 
 
 # --- what goes onto the FAT partition ---------------------------------------------

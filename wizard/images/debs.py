@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import MeshsteadError
@@ -27,7 +28,7 @@ from . import disk
 from .base import Progress, cache_root
 from .recipe import suite_date
 
-FORMAT = 1
+FORMAT = 2  # bump when what is downloaded for the same inputs changes
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # The archive the bases are built from (mmdebstrap's default for a stable suite).
 SOURCES = ("deb [signed-by={keyring}] http://deb.debian.org/debian {suite} main non-free-firmware",
@@ -43,6 +44,18 @@ def cache_key(status: bytes, wanted: tuple[str, ...], suite: str, arch: str) -> 
 
 def cached_dir(status: bytes, wanted: tuple[str, ...], suite: str, arch: str) -> Path:
     return cache_root() / f"debs-{arch}-{cache_key(status, wanted, suite, arch)}"
+
+
+def stanzas(status: bytes) -> Iterator[dict[str, str]]:
+    """The packages of a dpkg status file, each as its fields (continuation lines left out)."""
+    for stanza in status.decode(errors="replace").split("\n\n"):
+        yield dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+
+
+def installed(status: bytes) -> set[str]:
+    """The packages a dpkg status file has installed."""
+    return {fields["Package"] for fields in stanzas(status)
+            if "Package" in fields and fields.get("Status", "").endswith(" installed")}
 
 
 def files(directory: Path) -> list[Path]:
@@ -99,14 +112,18 @@ def _download(work: Path, status: bytes, wanted: tuple[str, ...], suite: str, ar
     log = work / "apt.log"
     progress(f"reading Debian {suite}'s package lists ({arch})")
     _apt(["apt-get", "update"], env, log, "apt-get update")
-    progress(f"downloading what the image lacks of {len(wanted)} packages")
-    _apt(["apt-get", "install", "--download-only", "--yes", "--no-remove", *wanted], env, log, "apt-get install")
+    # Only what the image has not: asked for by name, apt would also upgrade what it has.
+    lacking = sorted(set(wanted) - installed(status))
+    progress(f"downloading {len(lacking)} packages the image lacks, and their dependencies")
+    if lacking:
+        _apt(["apt-get", "install", "--download-only", "--yes", "--no-remove", *lacking], env, log,
+             "apt-get install")
     for deb in files(apt / "var/cache/apt/archives"):
         os.rename(deb, work / deb.name)
     shutil.rmtree(apt)  # the package lists: ~100 MB nobody reads again
     config.unlink()  # apt.log stays: what apt chose, and why
     (work / "debs.json").write_text(json.dumps({
-        "suite": suite, "arch": arch, "wanted": sorted(wanted),
+        "suite": suite, "arch": arch, "wanted": sorted(wanted), "lacking": lacking,
         "debs": {deb.name: disk.sha256(deb) for deb in files(work)}}, indent=1) + "\n")
 
 

@@ -111,11 +111,8 @@ def dpkg_status(image: Path, found: Layout, shown: Path) -> bytes:
 
 def architecture(status: bytes) -> str:
     """The image's architecture: that of its dpkg."""
-    for stanza in status.decode(errors="replace").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
-        if fields.get("Package") == "dpkg":
-            return fields.get("Architecture", "unknown")
-    return "unknown"
+    return next((fields.get("Architecture", "unknown") for fields in debs.stanzas(status)
+                 if fields.get("Package") == "dpkg"), "unknown")
 
 
 def hooked_cmdline(cmdline: str, shown: Path) -> str:
