@@ -86,13 +86,6 @@ def card_text(image, name: str) -> bytes:
 
 # --- bad input: one line naming --base, nothing written --------------------------
 
-def test_a_pi_5_node_without_base_is_refused_naming_base(site, tmp_path):
-    result = run_cli("image", "build", "cabin", "--site", site, "--out", tmp_path / "out")
-    assert_one_line_error(result, "base")
-    assert "Raspberry Pi OS" in result.stderr and "--base" in result.stderr
-    assert not (tmp_path / "out").exists()
-
-
 def test_base_for_a_node_that_is_not_a_pi_5_says_what_that_node_uses(site, tmp_path):
     card = raspios_image(tmp_path)
     result = run_cli("image", "build", "den", "--site", site, "--base", card.image, "--out", tmp_path / "out")
