@@ -215,6 +215,7 @@ def test_the_payload_carries_debs_wheels_venv_and_the_first_boot_program(built):
         if path.is_file():
             assert path.relative_to(shipped).as_posix() in members
     assert "usr/lib/meshstead/join/meshstead_join/__main__.py" in members
+    assert members["usr/sbin/meshstead-firstboot"].linkname == "/usr/lib/meshstead/firstboot"
     assert not [n for n in members if "__pycache__" in n]
     # Directories of Raspberry Pi OS are never in it (their owner and mode stay), only meshstead's state.
     assert [n for n, m in members.items() if m.isdir()] == ["var/lib/meshstead"]

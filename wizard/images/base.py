@@ -28,6 +28,8 @@ Progress = Callable[[str], None]
 ANSIBLE_VENV = "/opt/meshstead/ansible"
 # The join package a generic image joins with (first boot's `join_package`).
 JOIN_PACKAGE = "/usr/lib/meshstead/join"
+# The command a person joins a running node with (`meshstead-firstboot --invite TEXT`): the first-boot program.
+FIRSTBOOT_COMMAND = ("/usr/sbin/meshstead-firstboot", "/usr/lib/meshstead/firstboot")
 ROOT_LABEL = "meshstead-root"
 BOOT_LABEL = "MESHBOOT"
 
@@ -170,8 +172,7 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         f"sync-in {recipe.join_package} {JOIN_PACKAGE}/meshstead_join",
         f'rm -rf "$1{JOIN_PACKAGE}/meshstead_join/__pycache__"',
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
-        # The command a person joins a running node with (`meshstead-firstboot --invite TEXT`).
-        'ln -sf /usr/lib/meshstead/firstboot "$1/usr/sbin/meshstead-firstboot"',
+        f'ln -sf {FIRSTBOOT_COMMAND[1]} "$1{FIRSTBOOT_COMMAND[0]}"',
         'chroot "$1" systemctl enable meshstead-firstboot.service systemd-networkd.service',
         # sshd has no host key until the seed gives it the site's: the common role enables it then.
         'chroot "$1" systemctl disable ssh.service',

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import MeshsteadError
 from ..resources import image_builder_home
 from . import debs, disk, personalise, recipe, seed, virt
-from .base import ANSIBLE_VENV, JOIN_PACKAGE, ansible_wheels, image_config, venv_commands
+from .base import ANSIBLE_VENV, FIRSTBOOT_COMMAND, JOIN_PACKAGE, ansible_wheels, image_config, venv_commands
 
 BOOT_MOUNT = "/boot/firmware"
 SETUP_DIR = "meshstead-setup"
@@ -128,15 +128,16 @@ def hooked_cmdline(cmdline: str, shown: Path) -> str:
 
 def root_tar(built: datetime.datetime) -> bytes:
     """The files the hook unpacks into /: the image builder's files/ (first-boot
-    program, unit), the join package and image.json, owned by root. Files
-    only: the directories of Raspberry Pi OS keep their owner and mode."""
+    program, unit), the join package, image.json and the meshstead-firstboot
+    command, owned by root. No directories of Raspberry Pi OS's: they keep
+    their owner and mode."""
     moment = built.timestamp()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
 
-        def add(name: str, data: bytes, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> None:
+        def add(name: str, data: bytes, mode: int = 0o644, kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
             info = tarfile.TarInfo(name)
-            info.type, info.mode, info.mtime, info.size = kind, mode, moment, len(data)
+            info.type, info.mode, info.mtime, info.size, info.linkname = kind, mode, moment, len(data), link
             tar.addfile(info, io.BytesIO(data))
 
         rpi = recipe.load("rpi")  # the files every base has
@@ -151,6 +152,7 @@ def root_tar(built: datetime.datetime) -> bytes:
         # systemd never sets the clock earlier than this file's time (no RTC, no network).
         add("usr/lib/clock-epoch", b"")
         add("var/lib/meshstead", b"", 0o700, tarfile.DIRTYPE)
+        add(FIRSTBOOT_COMMAND[0].lstrip("/"), b"", 0o777, tarfile.SYMTYPE, FIRSTBOOT_COMMAND[1])
     return buffer.getvalue()
 
 
