@@ -23,10 +23,12 @@ def test_an_unknown_node_is_one_error(site, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_platform_without_a_base_says_why(site, tmp_path):
+def test_a_pi_5_node_without_base_is_asked_for_a_raspberry_pi_os_image(site, tmp_path):
     result = run_cli("image", "build", "attic", "--site", site, "--out", tmp_path / "out")
-    assert_one_line_error(result, "node")
+    assert_one_line_error(result, "base")
     assert "rpi5" in result.stderr and "Raspberry Pi 5" in result.stderr and "--base" in result.stderr
+    assert "Raspberry Pi OS" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")

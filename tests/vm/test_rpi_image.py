@@ -8,18 +8,13 @@ On demand only (marker `slow`; ~10 min to build the base, ~20 min to boot):
     flock /tmp/meshstead-heavy.lock .venv/bin/pytest -m slow tests/vm/test_rpi_image.py
 """
 
-import contextlib
-import json
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import cli_home, make_site, run_cli
+from tests.conftest import run_cli
+from tests.vm.armboot import assert_first_boot_ok, cabled_site, first_boot_line, power_off, stepper, workspace
 from wizard.images import base as bases
 from wizard.images import disk, recipe, virt
 
@@ -29,17 +24,7 @@ TOOLS = ("mmdebstrap", "arch-test", "qemu-system-aarch64", "qemu-img", "mcopy", 
 BOOT_TIMEOUT = 3600
 
 
-@contextlib.contextmanager
-def step(name: str, detail=lambda: ""):
-    """A failure says which step it was in (and, for the boot, the console's last lines)."""
-    started = time.monotonic()
-    print(f"rpi: {name}")
-    try:
-        yield
-    except Exception as exc:
-        extra = detail()
-        raise AssertionError(f"step {name!r} failed: {exc}" + (f"\n{extra}" if extra else "")) from exc
-    print(f"rpi: {name}: {time.monotonic() - started:.0f} s")
+step = stepper("rpi")
 
 
 def cli(env, *args, timeout=3600):
@@ -50,20 +35,9 @@ def cli(env, *args, timeout=3600):
 
 @pytest.fixture(scope="module")
 def rpi_boot(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("building a base needs root")
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"host tools missing: {', '.join(missing)} (make setup installs them)")
-    work = tmp_path_factory.mktemp("rpi")
-    env = cli_home(work)
-    key = work / "admin"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    work, env = workspace(tmp_path_factory, "rpi", TOOLS, "building a base needs root")
     with step("make a site with a Pi 4 node"):
-        site = make_site(work / "site", f"{key}.pub", "services=", "name=field",
-                         nodes=["hub --role hub --role dns", "cabin --platform rpi4"], env=env)
-        # QEMU's virt machine has no radio: the node is cabled into the site.
-        (site / "host_vars/cabin/local.yml").write_text(yaml.safe_dump({"meshstead_mesh_interface": "eth0"}))
+        site = cabled_site(work, env, "rpi4")
     with step("build or reuse the rpi base"):
         cached = bases.cached(recipe.load("rpi")) is not None
         out = cli(env, "image", "base", "--platform", "rpi").stdout
@@ -81,13 +55,10 @@ def rpi_boot(tmp_path_factory):
             guest = virt.start(image, work / "vm")
         started = time.monotonic()
         with step("first boot reports on the console", lambda: guest.console_tail(40)):
-            found = guest.wait_for(r"first boot: (ok|failed).*$", BOOT_TIMEOUT)
-            assert found, "no first-boot result on the console" + ("" if guest.running() else " (QEMU exited)")
+            found = first_boot_line(guest, BOOT_TIMEOUT)
         print(f"rpi: power-on to `{found.group(0).strip()}`: {time.monotonic() - started:.0f} s")
     finally:
-        if guest:
-            guest.stop()
-            assert not guest.running(), f"QEMU {guest.pid} did not exit"
+        power_off(guest)
     with step("read the report and the boot partition from the card"):
         card = virt.flatten(guest)
         report_text = virt.read_root_file(card, virt.REPORT)
@@ -98,12 +69,7 @@ def rpi_boot(tmp_path_factory):
 
 
 def test_the_first_boot_report_is_ok(rpi_boot):
-    report = json.loads(rpi_boot["report"] or "{}")
-    assert report.get("status") == "ok", (rpi_boot["report"], rpi_boot["guest"].console_tail(40))
-    assert report["node"] == "cabin" and report["failed_tasks"] == []
-    site_id = yaml.safe_load((rpi_boot["site"] / "group_vars/all/site.yml").read_text())["meshstead_site_id"]
-    assert report["site_id"] == site_id
-    assert rpi_boot["console"].startswith("first boot: ok (node cabin")
+    assert_first_boot_ok(rpi_boot)
 
 
 def test_the_kernel_found_its_root_by_label_and_grew_it(rpi_boot):

@@ -6,7 +6,7 @@ from pathlib import Path
 from .. import sites
 from ..errors import MeshsteadError
 from ..images import base as bases
-from ..images import generic, openwrt, personalise, recipe
+from ..images import generic, openwrt, personalise, raspios, recipe
 from .output import add_vault_option, err, out, site_dir
 
 
@@ -65,7 +65,41 @@ def _build_openwrt(args, opened, node) -> None:
               "come from the image); a factory image through the vendor's firmware upload")
 
 
+def _made_from(node) -> str:
+    if openwrt.is_openwrt(node.platform):
+        return "is made by the OpenWrt ImageBuilder (--imagebuilder DIR)"
+    base = recipe.base_for_node(node.name, node.platform)
+    return f"is made from meshstead's own {base} base (image base --platform {base})"
+
+
+def _build_raspios(args, opened, node) -> None:
+    if not args.base:
+        raise MeshsteadError("base", f"node {node.name} is a Raspberry Pi 5 (platform {node.platform}), which "
+                             "Debian 12 cannot boot; expected --base with a Raspberry Pi OS (bookworm, arm64, Lite) "
+                             "image you downloaded (.img.xz or .img)")
+    if args.imagebuilder:
+        raise MeshsteadError("imagebuilder", f"node {node.name} has platform {node.platform}; expected an OpenWrt "
+                             "node (openwrt:<target>/<profile>)")
+    with err.status(f"Image {node.name}: starting") as status:
+        built = raspios.build(Path(args.base), opened, node.name, Path(args.out), raw=args.raw,
+                              progress=lambda msg: status.update(f"Image {node.name}: {msg}"))
+    out.print(f"Image for {node.name}: {built.path}")
+    out.print(f"  Raspberry Pi OS from {args.base}, with {node.name}'s seed and the packages it lacks; "
+              f"made in {built.seconds:.1f} s")
+    out.print(f"  size {_human(built.size)}, sha256 {built.sha256} (also in {built.path.name}.sha256)")
+    out.print(f"  holds {node.name}'s private keys: written 0600; keep it like a key, the node scrubs them "
+              "from the card at first boot")
+    out.print(f"  write it to a card: {_write_hint(built.path)}")
+    out.print("  or with Raspberry Pi Imager: Choose OS > Use custom > this file, and answer No to OS "
+              "customisation (it would replace the image's firstrun.sh)")
+    out.print("  first power-on: Raspberry Pi OS's own first boot, then meshstead's install (offline), then "
+              "the node configures itself; each step reboots once")
+
+
 def cmd_build(args) -> None:
+    if args.generic and args.base:
+        raise MeshsteadError("base", "a generic image is made from meshstead's own base; expected --base only "
+                             "with a node of platform rpi5")
     if args.generic and args.imagebuilder:
         raise MeshsteadError("imagebuilder", "a generic image has no OpenWrt bundle; expected --imagebuilder "
                              "only with an OpenWrt node")
@@ -79,6 +113,13 @@ def cmd_build(args) -> None:
                              "with them (a node's image takes its platform from the site)")
     opened = sites.open_site(site_dir(args), args.vault_password_file)
     node = sites.get_node(opened.site, args.node)
+    if args.base and node.platform not in recipe.RASPIOS_PLATFORMS:
+        raise MeshsteadError("base", f"node {node.name} has platform {node.platform}, whose image "
+                             f"{_made_from(node)}; expected --base only for a node of platform "
+                             f"{', '.join(sorted(recipe.RASPIOS_PLATFORMS))}")
+    if node.platform in recipe.RASPIOS_PLATFORMS:
+        _build_raspios(args, opened, node)
+        return
     if openwrt.is_openwrt(node.platform):
         _build_openwrt(args, opened, node)
         return
@@ -170,6 +211,8 @@ def register(sub, site_option) -> None:
     build.add_argument("--out", default="images", help="directory for the image (default: images)")
     build.add_argument("--raw", action="store_true", help="write NODE-PLATFORM.img instead of a zstd-compressed "
                        ".img.zst")
+    build.add_argument("--base", metavar="IMAGE", help="rpi5 nodes: the Raspberry Pi OS (bookworm, arm64, Lite) "
+                       "image to personalise, as downloaded (.img.xz or .img)")
     build.add_argument("--imagebuilder", metavar="DIR", help="OpenWrt nodes: run this unpacked OpenWrt "
                        "ImageBuilder on the node's bundle (without it, the bundle and the make command)")
     add_vault_option(build)

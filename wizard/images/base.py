@@ -28,6 +28,8 @@ Progress = Callable[[str], None]
 ANSIBLE_VENV = "/opt/meshstead/ansible"
 # The join package a generic image joins with (first boot's `join_package`).
 JOIN_PACKAGE = "/usr/lib/meshstead/join"
+# The command a person joins a running node with (`meshstead-firstboot --invite TEXT`): the first-boot program.
+FIRSTBOOT_COMMAND = ("/usr/sbin/meshstead-firstboot", "/usr/lib/meshstead/firstboot")
 ROOT_LABEL = "meshstead-root"
 BOOT_LABEL = "MESHBOOT"
 
@@ -123,16 +125,26 @@ def wheel(project: str, version: str, progress: Progress) -> Path:
     return found[0]
 
 
+def ansible_wheels(ansible_core: str, mitogen: str, progress: Progress) -> list[Path]:
+    return [wheel("ansible-core", ansible_core, progress), wheel("mitogen", mitogen, progress)]
+
+
+def venv_commands(wheels: list[str]) -> list[str]:
+    """Shell commands that install the pinned Ansible in ANSIBLE_VENV from
+    `wheels` (paths where the commands run), as the roster role installs it on
+    a provisioned node: over Debian's libraries, nothing from the network."""
+    return [f"python3 -m venv --system-site-packages {ANSIBLE_VENV}",
+            f"{ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps --disable-pip-version-check "
+            + " ".join(wheels)]
+
+
 def ansible_venv_hooks(ansible_core: str, mitogen: str, progress: Progress) -> list[str]:
-    """mmdebstrap hooks that install the pinned Ansible in ANSIBLE_VENV, as
-    the roster role installs it on a provisioned node (Debian's libraries)."""
-    wheels = [wheel("ansible-core", ansible_core, progress), wheel("mitogen", mitogen, progress)]
+    """mmdebstrap hooks that install the pinned Ansible in the tree being built."""
+    wheels = ansible_wheels(ansible_core, mitogen, progress)
     inside = [f"/tmp/{w.name}" for w in wheels]  # noqa: S108 - inside the tree being built
     return [
         *(f"upload {w} {path}" for w, path in zip(wheels, inside, strict=True)),
-        f'chroot "$1" python3 -m venv --system-site-packages {ANSIBLE_VENV}',
-        f'chroot "$1" {ANSIBLE_VENV}/bin/pip install --quiet --no-index --no-deps '
-        f"--disable-pip-version-check {' '.join(inside)}",
+        *(f'chroot "$1" {command}' for command in venv_commands(inside)),
         *(f'rm -f "$1{path}"' for path in inside),
     ]
 
@@ -160,8 +172,7 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
         f"sync-in {recipe.join_package} {JOIN_PACKAGE}/meshstead_join",
         f'rm -rf "$1{JOIN_PACKAGE}/meshstead_join/__pycache__"',
         'chmod 755 "$1/usr/lib/meshstead/firstboot"',
-        # The command a person joins a running node with (`meshstead-firstboot --invite TEXT`).
-        'ln -sf /usr/lib/meshstead/firstboot "$1/usr/sbin/meshstead-firstboot"',
+        f'ln -sf {FIRSTBOOT_COMMAND[1]} "$1{FIRSTBOOT_COMMAND[0]}"',
         'chroot "$1" systemctl enable meshstead-firstboot.service systemd-networkd.service',
         # sshd has no host key until the seed gives it the site's: the common role enables it then.
         'chroot "$1" systemctl disable ssh.service',
@@ -197,15 +208,20 @@ def _build(recipe: Recipe, work: Path, progress: Progress) -> None:
     (work / "base.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
+def image_config(platform: str, built: datetime.datetime, boot_mount: str) -> str:
+    """/etc/meshstead/image.json: how the first-boot program finds the seed and the Ansible to run."""
+    return json.dumps({
+        "platform": platform, "built": built.isoformat(), "boot_mount": boot_mount,
+        "state_dir": "/var/lib/meshstead", "ansible_playbook": f"{ANSIBLE_VENV}/bin/ansible-playbook",
+        "grow_root": True, "join_package": JOIN_PACKAGE,
+        "join_network": "/etc/systemd/network/90-meshstead-join.network"}, indent=2) + "\n"
+
+
 def _write_overlay(overlay: Path, recipe: Recipe, built: datetime.datetime) -> None:
     """Files generated from the recipe, synced into the tree after the shipped ones."""
     etc = overlay / "etc"
     (etc / "meshstead").mkdir(parents=True)
-    (etc / "meshstead/image.json").write_text(json.dumps({
-        "platform": recipe.platform, "built": built.isoformat(), "boot_mount": recipe.boot_mount,
-        "state_dir": "/var/lib/meshstead", "ansible_playbook": f"{ANSIBLE_VENV}/bin/ansible-playbook",
-        "grow_root": True, "join_package": JOIN_PACKAGE,
-        "join_network": "/etc/systemd/network/90-meshstead-join.network"}, indent=2) + "\n")
+    (etc / "meshstead/image.json").write_text(image_config(recipe.platform, built, recipe.boot_mount))
     # The boot partition is root's only: the seed on it holds private keys until first boot scrubs them.
     (etc / "fstab").write_text(
         f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n"

@@ -42,7 +42,7 @@ def check_out_dir(out: Path) -> None:
         raise MeshsteadError("out", f"{out} is not writable; expected a writable directory")
 
 
-def _remove_stale(out: Path, name: str) -> None:
+def remove_stale(out: Path, name: str) -> None:
     """Partial files of builds that were killed."""
     for stale in out.glob(f".{name}.partial-*"):
         with contextlib.suppress(OSError, ValueError):
@@ -50,6 +50,39 @@ def _remove_stale(out: Path, name: str) -> None:
             os.kill(pid, 0)
             continue  # that build is still running
         stale.unlink(missing_ok=True)
+
+
+def partial_path(out: Path, name: str) -> Path:
+    """Every temporary file of a build is .NAME.partial-PID*: a killed build's are found and removed by the next."""
+    remove_stale(out, name)
+    return out / f".{name}.partial-{os.getpid()}"
+
+
+def create_private(path: Path) -> None:
+    """An empty file that is 0600 before it holds any byte."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def publish(raw_partial: Path, partial: Path, name: str, out: Path, *, raw: bool, digest: str, mode: int,
+            progress) -> tuple[Path, str]:
+    """The finished raw image under its final name (compressed unless `raw`), with its .sha256."""
+    if raw:
+        os.rename(raw_partial, partial)
+    else:
+        progress("compressing (zstd)")
+        disk.run(["zstd", "-q", "-T0", "-3", "--rm", "-o", str(partial), str(raw_partial)], what="zstd")
+        digest = disk.sha256(partial)
+    os.chmod(partial, mode)
+    final = out / name
+    sums_partial = out / f"{partial.name}.sha256"
+    sums_partial.write_text(f"{digest}  {name}\n")
+    os.rename(partial, final)
+    os.rename(sums_partial, out / f"{name}.sha256")
+    return final, digest
+
+
+def leftovers(partial: Path) -> list[Path]:
+    return [partial, partial.with_name(f"{partial.name}.raw"), partial.with_name(f"{partial.name}.sha256")]
 
 
 def build(base: Base, opened, node: str, out: Path, *, raw: bool, progress) -> Built:
@@ -65,18 +98,14 @@ def write(base: Base, files: dict[str, bytes], name: str, out: Path, *, raw: boo
     check_out_dir(out)
     disk.require_tools("mcopy", *(() if raw else ("zstd",)))
     info = base.info
-    _remove_stale(out, name)
-    # Every temporary file is .NAME.partial-PID*: a killed build's are found and removed by the next.
-    partial = out / f".{name}.partial-{os.getpid()}"
+    partial = partial_path(out, name)
     raw_partial = out / f"{partial.name}.raw"
     fat = out / f"{partial.name}.boot"
     try:
         # The seed goes into a copy of the boot partition alone (256 MiB), which
         # then replaces the base's in one pass that also checks the base.
         progress("writing the seed onto the boot partition")
-        mode = 0o600 if private else 0o644
-        fd = os.open(fat, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before any byte
-        os.close(fd)
+        create_private(fat)
         disk.extract(base.image, info["boot_offset"], info["boot_size"], fat)
         disk.copy_into_fat(str(fat), files)
         progress("copying the base with the seeded boot partition")
@@ -87,25 +116,13 @@ def write(base: Base, files: dict[str, bytes], name: str, out: Path, *, raw: boo
             os.close(fd)
         if base_sha != info["sha256"]:
             raise base.damaged()
-        if raw:
-            os.rename(raw_partial, partial)
-        else:
-            progress("compressing (zstd)")
-            disk.run(["zstd", "-q", "-T0", "-3", "--rm", "-o", str(partial), str(raw_partial)],
-                     what="zstd")
-            digest = disk.sha256(partial)
-        os.chmod(partial, mode)
-        final = out / name
-        sums = out / f"{name}.sha256"
-        sums_partial = out / f"{partial.name}.sha256"
-        sums_partial.write_text(f"{digest}  {name}\n")
-        os.rename(partial, final)
-        os.rename(sums_partial, sums)
+        final, digest = publish(raw_partial, partial, name, out, raw=raw, digest=digest,
+                                mode=0o600 if private else 0o644, progress=progress)
     except OSError as exc:
         raise MeshsteadError("out", f"writing the image into {out} failed: {exc.strerror}") from None
     except subprocess.SubprocessError as exc:
         raise MeshsteadError("image", f"building the image failed: {exc}") from None
     finally:
-        for leftover in (fat, raw_partial, partial, out / f"{partial.name}.sha256"):
+        for leftover in (fat, *leftovers(partial)):
             leftover.unlink(missing_ok=True)
     return Built(final, final.stat().st_size, digest, time.monotonic() - started, private=private)

@@ -15,9 +15,12 @@ FORMAT = 3  # bump when the build steps (base.py, initramfs.py, raspi.py) change
 # Node platforms (node_platform) -> the base their image is made from: one
 # arm64 image boots every Pi whose device tree Debian 12's kernel ships.
 PLATFORM_BASES = {"amd64": "amd64", "rpi3": "rpi", "rpi4": "rpi", "pizero2w": "rpi"}
+# Node platforms whose image is a Raspberry Pi OS image the user downloaded,
+# personalised by `image build NODE --base IMAGE` (images/raspios.py).
+RASPIOS_PLATFORMS = {"rpi5"}
 NO_BASE_YET = {
-    "rpi5": "Debian 12 cannot boot a Raspberry Pi 5 (its kernel has no BCM2712 device tree), and personalising "
-            "a Raspberry Pi OS image instead (image build NODE --base IMAGE) is not in this version yet",
+    "rpi5": "Debian 12 cannot boot a Raspberry Pi 5 (its kernel has no BCM2712 device tree); its image is a "
+            "Raspberry Pi OS image you downloaded, personalised by `image build NODE --base raspios.img.xz`",
 }
 
 
@@ -59,6 +62,13 @@ def ansible_pins() -> tuple[str, str]:
     return str(pins["__roster_ansible_core"]), str(pins["__roster_mitogen"])
 
 
+def image_packages() -> tuple[str, ...]:
+    """What every image holds besides its kernel and boot loader: the roles'
+    packages and those of the first boot (recipe.yml)."""
+    common = yaml.safe_load((image_builder_home() / "recipe.yml").read_text())
+    return tuple(sorted(set(common["packages"]) | set(packages.node_packages())))
+
+
 def platforms() -> list[str]:
     return sorted(p.stem for p in (image_builder_home() / "platforms").glob("*.yml"))
 
@@ -72,7 +82,7 @@ def load(platform: str) -> Recipe:
     own = yaml.safe_load(path.read_text())
     # The Ansible a node runs the roles with: the roster role installs the same on provisioned nodes.
     ansible_core, mitogen = ansible_pins()
-    wanted = set(common["packages"]) | set(own["packages"]) | set(packages.node_packages())
+    wanted = set(own["packages"]) | set(image_packages())
     return Recipe(platform=platform, suite=common["suite"], arch=own["arch"],
                   ansible_core=ansible_core, mitogen=mitogen,
                   packages=tuple(sorted(wanted)),

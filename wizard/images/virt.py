@@ -43,21 +43,26 @@ def fat_names(image: Path) -> list[str]:
     return sorted(line.removeprefix("::/") for line in listing.splitlines() if line.strip())
 
 
-def boot_files(image: Path, out: Path) -> tuple[Path, Path, str]:
-    """The kernel, initrd and kernel command line of the image's boot partition."""
+# The names of kernel and initrd on the boot partition: Debian's raspi-firmware's by default.
+DEBIAN_NAMES = ("vmlinuz-", "initrd.img-")
+
+
+def boot_files(image: Path, out: Path, names: tuple[str, str] = DEBIAN_NAMES) -> tuple[Path, Path, str]:
+    """The kernel, initrd and kernel command line of the image's boot partition
+    (kernel and initrd: the last file whose name starts with each of `names`)."""
     offset = partitions(image)[0][0]
-    names = fat_names(image)
-    wanted = {}
-    for prefix in ("vmlinuz-", "initrd.img-"):
-        found = sorted(n for n in names if n.startswith(prefix) and "/" not in n)
+    on_card = fat_names(image)
+    wanted = []
+    for prefix in names:
+        found = sorted(n for n in on_card if n.startswith(prefix) and "/" not in n)
         if not found:
             raise MeshsteadError("image", f"{image} has no {prefix}* on its boot partition")
-        wanted[prefix] = found[-1]
-    for name in (*wanted.values(), "cmdline.txt"):
+        wanted.append(found[-1])
+    for name in (*wanted, "cmdline.txt"):
         disk.run(["mcopy", "-o", "-i", f"{image}@@{offset}", f"::/{name}", str(out / name)],
                  what=f"mcopy {name}", env=MTOOLS_ENV)
     cmdline = (out / "cmdline.txt").read_text().strip()
-    return out / wanted["vmlinuz-"], out / wanted["initrd.img-"], cmdline
+    return out / wanted[0], out / wanted[1], cmdline
 
 
 @dataclass
@@ -109,24 +114,41 @@ class Guest:
                 self.proc.wait(timeout)
 
 
-def start(image: Path, work: Path, *, smp: int = 2) -> Guest:
+def start(image: Path, work: Path, *, smp: int = 2, names: tuple[str, str] = DEBIAN_NAMES) -> Guest:
     """Power the image on in the background; the first boot's output goes to work/console.log."""
     disk.require_tools(QEMU, "qemu-img", "mcopy", "sfdisk")
     work.mkdir(parents=True, exist_ok=True)
-    kernel, initrd, cmdline = boot_files(image, work)
-    overlay, console = work / "card.qcow2", work / "console.log"
+    kernel, initrd, cmdline = boot_files(image, work, names)
     disk.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.resolve()), "-F", "raw",
-              str(overlay), CARD], what="qemu-img create (overlay)")
+              str(work / "card.qcow2"), CARD], what="qemu-img create (overlay)")
+    return _launch(work, kernel, initrd, cmdline, smp=smp, append=False)
+
+
+def restart(guest: Guest, *, smp: int = 2, names: tuple[str, str] = DEBIAN_NAMES) -> Guest:
+    """Power the stopped guest on again from the same card, with the kernel
+    command line now on its boot partition (as a Pi's firmware reads it at
+    every boot); its console goes on in the same log."""
+    card = flatten(guest)
+    try:
+        kernel, initrd, cmdline = boot_files(card, guest.work, names)
+    finally:
+        card.unlink()
+    return _launch(guest.work, kernel, initrd, cmdline, smp=smp, append=True)
+
+
+def _launch(work: Path, kernel: Path, initrd: Path, cmdline: str, *, smp: int, append: bool) -> Guest:
+    overlay, console = work / "card.qcow2", work / "console.log"
     # The Pi's consoles do not exist on virt: its PL011 (ttyAMA0), last so that it is /dev/console.
-    append = f"{cmdline} console=ttyAMA0 panic=-1"
+    kernel_args = f"{cmdline} console=ttyAMA0 panic=-1"
     # A NIC for the roles' eth0; user networking that reaches nothing outside (restrict=on).
     argv = [QEMU, "-M", "virt", "-cpu", "cortex-a53", "-smp", str(smp), "-m", str(MEMORY_MB),
             "-accel", "tcg,thread=multi", "-display", "none", "-monitor", "none", "-no-reboot",
-            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", kernel_args,
             "-drive", f"file={overlay},if=virtio,format=qcow2",
             "-nic", "user,model=virtio-net-pci,restrict=on",
             "-device", "virtio-rng-pci",
-            "-chardev", f"file,id=console,path={console}", "-serial", "chardev:console"]
+            "-chardev", f"file,id=console,path={console}" + (",append=on" if append else ""),
+            "-serial", "chardev:console"]
     with open(work / "qemu.log", "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,  # noqa: S603
                                 stderr=subprocess.STDOUT, start_new_session=True)
