@@ -89,6 +89,14 @@ def _carry(hub, node) -> None:
     shutil.copyfile(hub.state_dir / "roster.json", node["folder"] / "roster-hilltop.json")
 
 
+def _carry_and_apply(hub, node) -> subprocess.CompletedProcess:
+    """The hub's roster arrives and the node's applier runs, successfully."""
+    _carry(hub, node)
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def _seen(node) -> dict:
     seen = json.loads(node["seen"].read_text())
     node["seen"].unlink()
@@ -98,9 +106,7 @@ def _seen(node) -> dict:
 def test_the_roles_run_with_the_nodes_the_roster_adds_and_once_only(hub, identities, node):
     for i, name in enumerate(("garden", "shed")):
         client.join(hub.invite(name), identities[i], **quick())
-    _carry(hub, node)
-    done = _run(node["site"], node["state"], node["folder"])
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = _carry_and_apply(hub, node)
     assert "took the roster of hilltop, serial 2" in done.stdout
     assert "nodes from rosters: added garden, shed; dropped none" in done.stdout
     seen = _seen(node)
@@ -230,9 +236,7 @@ def test_a_removal_reaches_the_slice_s_own_nodes_through_a_hub_that_admitted_non
     assert "nothing to apply" in first.stdout, first.stdout + first.stderr
     # The hub admitted nobody; its restart with the new kit publishes the removal all the same.
     recorded = _remove_and_restart(hub, "barn")
-    _carry(hub, node)
-    done = _run(node["site"], node["state"], node["folder"])
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = _carry_and_apply(hub, node)
     assert "took the roster of hilltop, serial 1" in done.stdout
     assert "removed by rosters: barn" in done.stdout
     seen = _seen(node)
@@ -270,9 +274,7 @@ def test_a_removal_of_a_joined_node_and_of_an_inventory_node_in_one_roster(hub, 
     sites.commit(opened, sites.plan(opened))
     _remove_and_restart(hub, "garden")
     recorded = _remove_and_restart(hub, "barn")
-    _carry(hub, node)
-    done = _run(node["site"], node["state"], node["folder"])
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = _carry_and_apply(hub, node)
     assert "dropped garden" in done.stdout and "removed by rosters: barn" in done.stdout, done.stdout
     seen = _seen(node)
     assert seen["nodes"] == {"hilltop": 1, "cabin": 2}
