@@ -311,3 +311,39 @@ def test_a_removal_of_an_unknown_name_a_wrong_index_the_node_itself_or_its_hub_c
         assert "refused" not in done.stderr, done.stderr
     assert not node["seen"].exists()
     assert json.loads((node["state"] / "applied.json").read_text())["removed"] == {}
+
+
+def _provision_view(node) -> dict:
+    """What a provision's run sees on this node: site.yml's own tasks that add
+    the nodes taken from rosters (read from the playbook, as they are), then
+    the probe's record, run with the node's slice as the inventory."""
+    play = next(p for p in yaml.safe_load((ROOT / "playbooks/site.yml").read_text()) if p.get("pre_tasks"))
+    wanted = ("Read the nodes this node took from its hubs' rosters", "Add the nodes taken from rosters to this run")
+    probe = yaml.safe_load(PROBE)[0]
+    probe["vars"] = {"meshstead_roster_nodes_file": str(node["state"] / applier.NODES_FILE)}
+    probe["tasks"] = [t for t in play["pre_tasks"] if t["name"] in wanted] + probe["tasks"][1:]
+    assert len(probe["tasks"]) == 3
+    playbook = node["site"] / "ansible/playbooks/provision.yml"
+    playbook.write_text(yaml.safe_dump([probe], sort_keys=False))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(node["site"] / "ansible/ansible.cfg")}
+    done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(node["site"] / "inventory"), "-c", "local", "--limit", NODE,
+                           str(playbook)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return _seen(node)
+
+
+def test_a_provision_keeps_the_nodes_taken_from_rosters_but_never_one_the_site_removed(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    assert "added garden" in _carry_and_apply(hub, node).stdout
+    _seen(node)
+    assert _in_groups(_provision_view(node), "garden") != []
+    # The controller imports garden and removes it; the provision comes before cabin took the roster with the
+    # removal, so cabin's nodes.json still lists garden.
+    opened = hub.opened()
+    imports.merge(opened.site, {"hilltop": State(hub.state_dir).export()})
+    sites.commit(opened, sites.plan(opened))
+    _remove_and_restart(hub, "garden")
+    _write_slice(hub, node["site"])
+    assert "garden" in json.loads((node["state"] / applier.NODES_FILE).read_text())
+    seen = _provision_view(node)
+    assert _in_groups(seen, "garden") == [] and "garden" in seen["removed"]
