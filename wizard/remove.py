@@ -65,13 +65,9 @@ def remove(directory: Path, site: Site, name: str, *, reuse_address: bool = Fals
         return Removal(name, index, [], leftovers, finished=True)
     node = get_node(site, name)
     _check_hubs(site, name)
-    facts = site.node_facts(node)
-    entry = {"node_index": node.index, "removed_at": timestamp(now), "reuse_address": bool(reuse_address),
-             **{k: facts[k] for k in (*_removed.KEYS, *_removed.ADDRESS_VARS) if k in facts}}
-    if name in site.removed:  # the name was given again (node add) and is removed again
-        older = site.removed[name]
-        entry["earlier"] = [*older.get("earlier", []), {k: v for k, v in older.items() if k != "earlier"}]
-    site.removed = {**site.removed, name: entry}
+    # The record a node's roster applier writes too, when a hub's roster brings it this removal.
+    entry = _removed.entry_of(site.node_facts(node), timestamp(now), reuse_address)
+    site.removed = _removed.with_removal(site.removed, name, entry)
     del site.nodes[name]
     revoked = []
     for invite in site.invites:

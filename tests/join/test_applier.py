@@ -2,7 +2,9 @@
 make its roster; the applier takes it from the folder and runs the real
 ansible-playbook, locally, with the node's inventory and the nodes the roster
 adds. A probe playbook in place of the site's records what Ansible saw: the
-groups and variables the roles would render from."""
+groups and variables the roles would render from. With a third node, barn,
+the site's removal of one of the node's own inventory nodes reaches it through
+the hub's roster."""
 
 import json
 import os
@@ -13,13 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ROOT
-from tests.join.helpers import client, quick
-from wizard import nodeside
+from tests.conftest import ROOT, run_cli
+from tests.join.helpers import client, quick, service
+from wizard import nodeside, sites
 from wizard.images import seed as image_seed
+from wizard.invites import imports
 
 applier = nodeside.module("applier")
+roster = nodeside.module("roster")
+State = nodeside.module("state").State
 NODE = "cabin"
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 PROBE = """\
@@ -35,7 +41,9 @@ PROBE = """\
       ansible.builtin.copy:
         content: "{{ {'groups': groups, 'nodes': dict(groups['all'] | zip(groups['all'] | map('extract', hostvars)
                      | map(attribute='node_index'))), 'connection': ansible_connection,
-                     'own_key': vault_tinc_private_key is defined} | to_json }}"
+                     'own_key': vault_tinc_private_key is defined,
+                     'removed': site_removed_nodes | default({}),
+                     'blocked': site_removed_addresses | default([])} | to_json }}"
         dest: "{{ playbook_dir }}/../seen.json"
         mode: "0600"
 """
@@ -48,10 +56,9 @@ def _run(site: Path, state: Path, folder: Path, *extra, env=None) -> subprocess.
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture
-def node(hub, tmp_path):
-    """cabin's slice of the site as the roster role writes it, the probe as its roles, an empty folder."""
-    site = tmp_path / "node" / "site"
+def _write_slice(hub, site: Path) -> None:
+    """cabin's slice of the hub's site, as the roster role writes it at a provision (in place of the last)."""
+    shutil.rmtree(site / "inventory", ignore_errors=True)
     files, _ = image_seed.files(hub.opened(), NODE)
     for rel, data in files.items():
         if rel.startswith("inventory/"):
@@ -61,6 +68,13 @@ def node(hub, tmp_path):
     (site / "inventory/host_vars" / NODE / "firstboot.yml").unlink()
     (site / "inventory/host_vars" / NODE / "self.yml").write_text(yaml.safe_dump(
         {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}))
+
+
+@pytest.fixture
+def node(hub, tmp_path):
+    """cabin's slice of the site as the roster role writes it, the probe as its roles, an empty folder."""
+    site = tmp_path / "node" / "site"
+    _write_slice(hub, site)
     (site / "ansible/playbooks").mkdir(parents=True)
     (site / "ansible/ansible.cfg").write_text("[defaults]\nretry_files_enabled = False\n")
     (site / "ansible/playbooks/site.yml").write_text(PROBE)
@@ -75,6 +89,14 @@ def _carry(hub, node) -> None:
     shutil.copyfile(hub.state_dir / "roster.json", node["folder"] / "roster-hilltop.json")
 
 
+def _carry_and_apply(hub, node) -> subprocess.CompletedProcess:
+    """The hub's roster arrives and the node's applier runs, successfully."""
+    _carry(hub, node)
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def _seen(node) -> dict:
     seen = json.loads(node["seen"].read_text())
     node["seen"].unlink()
@@ -84,9 +106,7 @@ def _seen(node) -> dict:
 def test_the_roles_run_with_the_nodes_the_roster_adds_and_once_only(hub, identities, node):
     for i, name in enumerate(("garden", "shed")):
         client.join(hub.invite(name), identities[i], **quick())
-    _carry(hub, node)
-    done = _run(node["site"], node["state"], node["folder"])
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = _carry_and_apply(hub, node)
     assert "took the roster of hilltop, serial 2" in done.stdout
     assert "nodes from rosters: added garden, shed; dropped none" in done.stdout
     seen = _seen(node)
@@ -177,3 +197,153 @@ def test_a_hub_copies_its_own_roster_into_the_folder_as_syncthing_may_send_it(hu
     assert carried.stat().st_mode & 0o777 == 0o664
     assert not [p for p in node["folder"].parent.iterdir() if p.name.endswith(".tmp")]
     assert "added garden" in done.stdout
+
+
+@pytest.fixture
+def barn(hub):
+    """A third node of the site (index 3), added on the controller and known to the hub's kit."""
+    opened = hub.opened()
+    sites.add_node(opened, "barn", "amd64", [])
+    sites.commit(opened, sites.plan(opened))
+    hub.write_kit()
+    return yaml.safe_load((hub.site_dir / "host_vars/barn/node.yml").read_text())
+
+
+@pytest.fixture
+def barn_node(barn, node, hub):
+    """cabin's slice with barn in it: cabin was provisioned while barn was a node."""
+    _write_slice(hub, node["site"])
+    return node
+
+
+def _remove_and_restart(hub, name: str) -> dict:
+    """`meshstead node remove`, then what a provision of the hub does: the new kit,
+    and the join service restarted with it. The controller's removed.yml."""
+    result = run_cli("node", "remove", name, "--site", hub.site_dir)
+    assert result.returncode == 0, result.stderr
+    hub.write_kit()
+    service.Hub(hub.kit_dir, hub.state_dir, hub.cert.read_bytes(), key_pem=hub.key.read_bytes()).start()
+    return yaml.safe_load((hub.site_dir / "group_vars/all/removed.yml").read_text())
+
+
+def _in_groups(seen: dict, name: str) -> list:
+    return sorted(group for group, members in seen["groups"].items() if name in members)
+
+
+def test_a_removal_reaches_the_slice_s_own_nodes_through_a_hub_that_admitted_none(hub, barn, barn_node):
+    node = barn_node
+    first = _run(node["site"], node["state"], node["folder"])
+    assert "nothing to apply" in first.stdout, first.stdout + first.stderr
+    # The hub admitted nobody; its restart with the new kit publishes the removal all the same.
+    recorded = _remove_and_restart(hub, "barn")
+    done = _carry_and_apply(hub, node)
+    assert "took the roster of hilltop, serial 1" in done.stdout
+    assert "removed by rosters: barn" in done.stdout
+    seen = _seen(node)
+    assert seen["nodes"] == {"hilltop": 1, "cabin": 2} and _in_groups(seen, "barn") == []
+    # Exactly what the controller wrote for the removal: every role drops barn as a provision would.
+    assert seen["removed"] == recorded["site_removed_nodes"]
+    assert seen["blocked"] == recorded["site_removed_addresses"]
+    assert f"{barn['node_mesh_ipv4']}/32" in seen["blocked"] and f"{barn['yggdrasil_address']}/128" in seen["blocked"]
+    assert seen["connection"] == "local" and seen["own_key"]
+    applied = json.loads((node["state"] / "applied.json").read_text())
+    assert applied["removed"] == {"barn": {"node_index": 3, "at": recorded["site_removed_nodes"]["barn"]["removed_at"],
+                                           "hub": "hilltop"}}
+    assert "barn" not in json.loads((node["state"] / "nodes.json").read_text())
+    # Taken: the roles do not run again for it.
+    again = _run(node["site"], node["state"], node["folder"])
+    assert "nothing to apply" in again.stdout and "removed by rosters" not in again.stdout, again.stdout
+    assert not node["seen"].exists()
+    # A provision brings the controller's inventory: the site's own record gives the same run.
+    _write_slice(hub, node["site"])
+    provisioned = _run(node["site"], node["state"], node["folder"])
+    assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+    assert _seen(node) == seen
+    assert json.loads((node["state"] / "applied.json").read_text())["removed"] == {}
+    assert not (node["state"] / "inventory").exists()
+
+
+def test_a_removal_of_a_joined_node_and_of_an_inventory_node_in_one_roster(hub, identities, barn, barn_node):
+    node = barn_node
+    client.join(hub.invite("garden"), identities[0], **quick())
+    _carry(hub, node)
+    assert "added garden" in _run(node["site"], node["state"], node["folder"]).stdout
+    assert _seen(node)["nodes"]["garden"] == 4
+    opened = hub.opened()
+    imports.merge(opened.site, {"hilltop": State(hub.state_dir).export()})
+    sites.commit(opened, sites.plan(opened))
+    _remove_and_restart(hub, "garden")
+    recorded = _remove_and_restart(hub, "barn")
+    done = _carry_and_apply(hub, node)
+    assert "dropped garden" in done.stdout and "removed by rosters: barn" in done.stdout, done.stdout
+    seen = _seen(node)
+    assert seen["nodes"] == {"hilltop": 1, "cabin": 2}
+    # garden never was in the slice: only barn's removal is recorded (the slice's own record lacks garden's too).
+    assert list(seen["removed"]) == ["barn"] and seen["removed"]["barn"] == recorded["site_removed_nodes"]["barn"]
+    assert json.loads((node["state"] / "nodes.json").read_text()) == {}
+
+
+def _signed_roster(hub, node, serial: int, removed: dict) -> None:
+    """A roster hilltop signs with its join key, removing `removed`, in the node's folder."""
+    site_id = yaml.safe_load((hub.site_dir / "group_vars/all/site.yml").read_text())["meshstead_site_id"]
+    key = serialization.load_pem_private_key(hub.key.read_bytes(), None)
+    document = roster.document(site_id, "hilltop", serial, "2026-12-04T09:00:00Z", {}, removed)
+    (node["folder"] / "roster-hilltop.json").write_bytes(roster.sign(document, key))
+
+
+@pytest.mark.parametrize("removed, refusal", [
+    ({"nowhere": {"node_index": 9, "at": "2026-12-04T09:00:00Z"}}, None),
+    ({"barn": {"node_index": 7, "at": "2026-12-04T09:00:00Z"}}, "its index 7 is not that of barn here (index 3)"),
+    ({"cabin": {"node_index": 2, "at": "2026-12-04T09:00:00Z"}}, "it is this node"),
+    ({"hilltop": {"node_index": 1, "at": "2026-12-04T09:00:00Z"}}, "the roster's own hub"),
+])
+def test_a_removal_of_an_unknown_name_a_wrong_index_the_node_itself_or_its_hub_changes_nothing(
+        hub, barn, barn_node, removed, refusal):
+    node = barn_node
+    _signed_roster(hub, node, 1, removed)
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "took the roster of hilltop, serial 1" in done.stdout and "nothing to apply" in done.stdout, done.stdout
+    name = next(iter(removed))
+    if refusal:
+        assert f"roster-hilltop.json: refused the removal of {name}: {refusal}" in done.stderr, done.stderr
+    else:
+        assert "refused" not in done.stderr, done.stderr
+    assert not node["seen"].exists()
+    assert json.loads((node["state"] / "applied.json").read_text())["removed"] == {}
+
+
+def _provision_view(node) -> dict:
+    """What a provision's run sees on this node: site.yml's own tasks that add
+    the nodes taken from rosters (read from the playbook, as they are), then
+    the probe's record, run with the node's slice as the inventory."""
+    play = next(p for p in yaml.safe_load((ROOT / "playbooks/site.yml").read_text()) if p.get("pre_tasks"))
+    wanted = ("Read the nodes this node took from its hubs' rosters", "Add the nodes taken from rosters to this run")
+    probe = yaml.safe_load(PROBE)[0]
+    probe["vars"] = {"meshstead_roster_nodes_file": str(node["state"] / applier.NODES_FILE)}
+    probe["tasks"] = [t for t in play["pre_tasks"] if t["name"] in wanted] + probe["tasks"][1:]
+    assert len(probe["tasks"]) == 3
+    playbook = node["site"] / "ansible/playbooks/provision.yml"
+    playbook.write_text(yaml.safe_dump([probe], sort_keys=False))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(node["site"] / "ansible/ansible.cfg")}
+    done = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(node["site"] / "inventory"), "-c", "local", "--limit", NODE,
+                           str(playbook)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return _seen(node)
+
+
+def test_a_provision_keeps_the_nodes_taken_from_rosters_but_never_one_the_site_removed(hub, identities, node):
+    client.join(hub.invite("garden"), identities[0], **quick())
+    assert "added garden" in _carry_and_apply(hub, node).stdout
+    _seen(node)
+    assert _in_groups(_provision_view(node), "garden") != []
+    # The controller imports garden and removes it; the provision comes before cabin took the roster with the
+    # removal, so cabin's nodes.json still lists garden.
+    opened = hub.opened()
+    imports.merge(opened.site, {"hilltop": State(hub.state_dir).export()})
+    sites.commit(opened, sites.plan(opened))
+    _remove_and_restart(hub, "garden")
+    _write_slice(hub, node["site"])
+    assert "garden" in json.loads((node["state"] / applier.NODES_FILE).read_text())
+    seen = _provision_view(node)
+    assert _in_groups(seen, "garden") == [] and "garden" in seen["removed"]

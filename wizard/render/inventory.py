@@ -16,7 +16,6 @@ MESH_INTERFACE = "bat0"
 # The groups are the node-side package's (a joining node adds itself with them).
 _groups = nodeside.module("groups")
 _removed = nodeside.module("removed")
-_addresses = nodeside.module("addresses")
 DEBIAN_PLATFORMS = _groups.DEBIAN_PLATFORMS
 SERVICE_GROUPS = _groups.SERVICE_GROUPS
 ROLE_GROUPS = _groups.ROLE_GROUPS
@@ -88,25 +87,6 @@ def known_hosts(site: Site) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-def removed_addresses(site: Site) -> list[str]:
-    """What every node's firewall drops (firewall_blocked_sources): each removed
-    node's Yggdrasil address and subnet (its key's: never another node's), and
-    the addresses of its index unless --reuse-address freed them."""
-    found: list[str] = []
-    for _name, entry in _removed.entries(site.removed):
-        if "yggdrasil_address" in entry:
-            found.append(f"{entry['yggdrasil_address']}/128")
-        if "yggdrasil_subnet" in entry:
-            found.append(entry["yggdrasil_subnet"])
-        if not entry.get("reuse_address", False):
-            held = _addresses.node_addresses(site.settings.ipv4_plan, site.settings.ipv6_ula, entry["node_index"])
-            for var in ("node_mesh_ipv4", "node_overlay_ipv4"):
-                found.append(f"{held[var]}/32")
-            for var in ("node_mesh_ipv6", "node_overlay_ipv6"):
-                found.append(f"{held[var]}/128")
-    return list(dict.fromkeys(found))
-
-
 def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[str, dict]) -> dict:
     """Files to write, relative to the site directory: {path: (bytes, mode)}.
 
@@ -126,7 +106,7 @@ def render(site: Site, vault, *, site_secrets: dict | None, node_secrets: dict[s
             yamlfile.dump({record.VARIABLE: [r.to_var() for r in site.invites]}), PUBLIC_MODE)
     if site.removed:
         files["group_vars/all/removed.yml"] = (
-            yamlfile.dump({_removed.VARIABLE: site.removed, _removed.ADDRESSES: removed_addresses(site)}),
+            yamlfile.dump(_removed.variables(site.removed, site.settings.ipv4_plan, site.settings.ipv6_ula)),
             PUBLIC_MODE)
     for node in site.sorted_nodes():
         files[f"host_vars/{node.name}/node.yml"] = (yamlfile.dump(node_vars(site, node)), PUBLIC_MODE)

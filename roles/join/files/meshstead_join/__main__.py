@@ -279,6 +279,8 @@ def _roster_apply(args) -> int:
     if outcome.added or outcome.dropped:
         print(f"nodes from rosters: added {', '.join(outcome.added) or 'none'}; "
               f"dropped {', '.join(outcome.dropped) or 'none'}")
+    if outcome.removed:
+        print(f"removed by rosters: {', '.join(outcome.removed)} (the roles run without them)")
     if outcome.ran and outcome.returncode != 0:
         print(f"{PROG}: roster: the roles failed (exit status {outcome.returncode}; see "
               f"{args.state / applier.LOG_FILE}); the rosters are taken at the next try", file=sys.stderr)

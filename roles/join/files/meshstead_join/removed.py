@@ -10,13 +10,21 @@ for the controller and the hubs.
         tinc_public_key: ...        # KEYS: the public identity that never comes back
         ...
         earlier: [...]              # only for a name removed twice: the older removals, same form
-    site_removed_addresses: [...]   # what the firewall drops (the wizard derives it)
+    site_removed_addresses: [...]   # what the firewall drops (blocked_addresses)
 
 A removed node's keys are refused for any node, its index is never given
 again unless `reuse_address`, and its name is given again only by the
-controller (`meshstead node add`), never by invite."""
+controller (`meshstead node add`), never by invite.
 
+The record of a removal and the addresses it blocks are made here for the
+controller (`meshstead node remove`) and for a node's roster applier, which
+takes a removal from a hub's roster: both must write the same record, so a
+later provision that brings the controller's changes nothing."""
+
+import ipaddress
 import re
+
+from . import addresses
 
 VARIABLE = "site_removed_nodes"
 ADDRESSES = "site_removed_addresses"
@@ -100,6 +108,46 @@ def clash(public: dict, removed: dict) -> tuple[str, str] | None:
             if isinstance(public.get(var), str) and var in entry and _same(var, public[var], entry[var]):
                 return name, var
     return None
+
+
+def entry_of(node: dict, removed_at: str, reuse_address: bool = False) -> dict:
+    """The record of removing a node, from its node.yml variables: its index,
+    when, and the public keys and addresses that never come back."""
+    return {"node_index": node["node_index"], "removed_at": removed_at, "reuse_address": bool(reuse_address),
+            **{k: node[k] for k in (*KEYS, *ADDRESS_VARS) if k in node}}
+
+
+def with_removal(removed: dict, name: str, entry: dict) -> dict:
+    """The record with one more removal (a new mapping); a name removed
+    before (and given again by `node add`) keeps its older removals in `earlier`."""
+    if name in removed:
+        older = removed[name]
+        entry = {**entry, "earlier": [*older.get("earlier", []), {k: v for k, v in older.items() if k != "earlier"}]}
+    return {**removed, name: entry}
+
+
+def blocked_addresses(removed: dict, plan: ipaddress.IPv4Network, ula: ipaddress.IPv6Network) -> list[str]:
+    """What every node's firewall drops (site_removed_addresses): each removed
+    node's Yggdrasil address and subnet (its key's: never another node's), and
+    the addresses of its index unless --reuse-address freed them."""
+    found: list[str] = []
+    for _name, entry in entries(removed):
+        if "yggdrasil_address" in entry:
+            found.append(f"{entry['yggdrasil_address']}/128")
+        if "yggdrasil_subnet" in entry:
+            found.append(entry["yggdrasil_subnet"])
+        if not entry.get("reuse_address", False):
+            held = addresses.node_addresses(plan, ula, entry["node_index"])
+            for var in ("node_mesh_ipv4", "node_overlay_ipv4"):
+                found.append(f"{held[var]}/32")
+            for var in ("node_mesh_ipv6", "node_overlay_ipv6"):
+                found.append(f"{held[var]}/128")
+    return list(dict.fromkeys(found))
+
+
+def variables(removed: dict, plan: ipaddress.IPv4Network, ula: ipaddress.IPv6Network) -> dict:
+    """removed.yml's variables for the record."""
+    return {VARIABLE: removed, ADDRESSES: blocked_addresses(removed, plan, ula)}
 
 
 def for_roster(removed: dict) -> dict:

@@ -93,8 +93,12 @@ class Hub:
         self.state.prepare()
         self.state.note_index(max([*(n["node_index"] for n in loaded.nodes.values()),
                                    *removed.indexes(loaded.removed)], default=0))
-        if self.roster_path.exists() or self.state.joined():
-            self.publish()  # the kit may have changed what the roster says
+        # The kit may have changed what the roster says (the service restarts
+        # with each new kit). A hub that admitted no node publishes too once
+        # the site removed one: its roster carries the removal to the nodes
+        # the controller does not reach.
+        if self.roster_path.exists() or self.state.joined() or loaded.removed:
+            self.publish()
         return loaded
 
     def answer(self, request: dict) -> dict:
