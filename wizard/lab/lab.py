@@ -129,10 +129,7 @@ class Lab(LabBase):
                            machine=self._machine(spec.name))
                 self._save(st)
                 root = Path(rec["rootfs"])
-                if not root.exists():
-                    say(f"copying rootfs for {spec.name}")
-                    node_dir.mkdir(parents=True, exist_ok=True)
-                    container.copy_rootfs(base, root)
+                _copy_tree(base, root, lambda n=spec.name: say(f"copying rootfs for {n}"))
                 container.configure(root, spec.name, spec.ipv4, spec.ipv6)
                 rec["host_key"] = ssh.install_host_key(root, spec.ssh_host_ed25519_key)
                 ssh.install_authorized_key(root, key)
@@ -173,10 +170,7 @@ class Lab(LabBase):
                     raise LabError(f"lab {self.name} already has a node {name} that is not blank")
                 self._save(st)
                 root = Path(rec["rootfs"])
-                if not root.exists():
-                    say(f"copying the blank tree for {name}")
-                    node_dir.mkdir(parents=True, exist_ok=True)
-                    container.copy_rootfs(tree, root)
+                if _copy_tree(tree, root, lambda n=name: say(f"copying the blank tree for {n}")):
                     blank.write_card(root, card_files or {})
             if not dhcp.is_ours(st.get("dhcp_pid"), self.dir):
                 say("serving DHCP on the lab's switch")
@@ -432,6 +426,16 @@ class Lab(LabBase):
             shutil.rmtree(self.dir)
         if not any(state.lab_root().glob("*/state.json")):
             host.restore_inotify_instances(_inotify_saved())
+
+
+def _copy_tree(tree: Path, root: Path, announce: Callable[[], None]) -> bool:
+    """A node's own copy of a cached tree, unless it has one; True if copied now."""
+    if root.exists():
+        return False
+    announce()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    container.copy_rootfs(tree, root)
+    return True
 
 
 def containers_of(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
