@@ -26,3 +26,16 @@ def last_recap(env) -> dict:
     (its XDG_CACHE_HOME), from the events kept beside its log."""
     log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log"))
     return provision.summary(provision.events_path(log))
+
+
+def changed_tasks(env) -> list[str]:
+    """"host: task" for each change the last `meshstead provision` run under
+    `env` reported, from its log: what a failed no-op check names."""
+    log = next((Path(env["XDG_CACHE_HOME"]) / "meshstead").glob("provision-*.log"))
+    task, changes = "", []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: ["):
+            changes.append(f"{line.split('[', 1)[1].split(']', 1)[0]}: {task}")
+    return changes

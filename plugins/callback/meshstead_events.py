@@ -6,21 +6,23 @@ as one JSON object per line, to the file descriptor named by
 $MESHSTEAD_EVENTS_FD (a pipe `meshstead provision` reads) or appended to the
 file named by $MESHSTEAD_EVENTS; with neither it does nothing. Events:
 
-    {"event": "play", "name": "Configure Debian nodes"}
-    {"event": "task", "name": "common : Set the host name", "handler": false}
+    {"event": "play", "name": "Configure Debian nodes", "at": 0.4}
+    {"event": "task", "name": "common : Set the host name", "handler": false, "at": 2.1}
     {"event": "ok", "host": "node1", "task": "...", "changed": true}
     {"event": "skipped", "host": "node1", "task": "..."}
     {"event": "failed", "host": "node1", "task": "...", "msg": "...", "ignored": false}
     {"event": "unreachable", "host": "node1", "task": "...", "msg": "..."}
     {"event": "stats", "hosts": {"node1": {"ok": 1, "changed": 0, "unreachable": 0, "failed": 0,
-                                           "skipped": 0, "rescued": 0, "ignored": 0}}}
+                                           "skipped": 0, "rescued": 0, "ignored": 0}}, "at": 61.0}
 
 Results carry no module output beyond the failure message: no key material
 reaches the stream (and `no_log` results are censored before any callback
-sees them)."""
+sees them). `at` is seconds since the callback loaded: where a run spends its
+time (benchmarks/join.py reads a node's first-boot events)."""
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -49,6 +51,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super().__init__(display=display)
         self._out = _open_stream()
+        self._started = time.monotonic()
 
     def _emit(self, **event):
         if self._out is None:
@@ -57,13 +60,16 @@ class CallbackModule(CallbackBase):
         self._out.flush()
 
     def v2_playbook_on_play_start(self, play):
-        self._emit(event="play", name=str(play.get_name()).strip())
+        self._emit(event="play", name=str(play.get_name()).strip(), at=self._at())
 
     def v2_playbook_on_task_start(self, task, is_conditional):
-        self._emit(event="task", name=str(task.get_name()).strip(), handler=False)
+        self._emit(event="task", name=str(task.get_name()).strip(), handler=False, at=self._at())
 
     def v2_playbook_on_handler_task_start(self, task):
-        self._emit(event="task", name=str(task.get_name()).strip(), handler=True)
+        self._emit(event="task", name=str(task.get_name()).strip(), handler=True, at=self._at())
+
+    def _at(self) -> float:
+        return round(time.monotonic() - self._started, 2)
 
     def v2_runner_on_ok(self, result):
         data = _data(result)
@@ -87,7 +93,7 @@ class CallbackModule(CallbackBase):
                            "unreachable": summary["unreachable"], "failed": summary["failures"],
                            "skipped": summary["skipped"], "rescued": summary["rescued"],
                            "ignored": summary["ignored"]}
-        self._emit(event="stats", hosts=hosts)
+        self._emit(event="stats", hosts=hosts, at=self._at())
 
 
 def _open_stream():

@@ -40,6 +40,11 @@ def test_a_blank_node_joins_with_the_invite_text_alone(lab_site, tmp_path):
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
     print(f"lab up --blank 1: {time.monotonic() - started:.1f} s")
     assert "Blank node blank1: waiting for an invite" in up.stdout, up.stdout
+    # The image names no name server (none the site could reach) and knows its
+    # own name: a lookup of it answers at once instead of after a DNS timeout.
+    assert "nameserver" not in sh(lab, "blank1", "cat /etc/resolv.conf").stdout
+    looked = sh(lab, "blank1", "getent hosts $(hostname)", timeout=5)
+    assert looked.stdout.split()[:2] == ["127.0.1.1", "meshstead"], looked
     made = run_cli("invite", "create", NAME, "--site", directory, "--out", tmp_path, env=env)
     assert made.returncode == 0, made.stderr
     text = (tmp_path / f"{NAME}-invite.txt").read_text().strip()

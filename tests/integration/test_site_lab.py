@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.labhelpers import last_recap, sh, wait_for
+from tests.labhelpers import changed_tasks, last_recap, sh, wait_for
 from wizard import provision, reach
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -193,7 +193,7 @@ def test_second_provision_changes_nothing(lab_site):
     assert second.returncode == 0, second.stdout[-3000:]
     rows = last_recap(lab_site["env"])
     assert set(rows) == {"node1", "node2", "node3"}
-    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), (rows, changed_tasks(lab_site["env"]))
 
 
 def test_check_diff_on_converged_site_reports_nothing(lab_site):
@@ -203,7 +203,7 @@ def test_check_diff_on_converged_site_reports_nothing(lab_site):
     assert result.returncode == 0, result.stdout[-3000:]
     rows = last_recap(lab_site["env"])
     assert set(rows) == {"node1", "node2", "node3"}
-    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), (rows, changed_tasks(lab_site["env"]))
 
 
 def test_lab_exec_passes_exit_code(lab_site):

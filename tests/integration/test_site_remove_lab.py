@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from tests.labhelpers import last_recap, sh, wait_for
+from tests.labhelpers import changed_tasks, last_recap, sh, wait_for
 from wizard import reach
 from wizard.load import load_site
 
@@ -63,7 +63,23 @@ def removed(lab_site):
     print(f"node remove + provision: {time.monotonic() - started:.1f} s")
     assert provisioned.returncode == 0, provisioned.stdout[-4000:] + provisioned.stderr[-2000:]
     assert set(last_recap(env)) == set(STAYING)
+    # A node that joined by invite and was never provisioned (the blank node of
+    # test_blank_join_lab.py, when it ran) takes the removal from its hub's roster.
+    for node in joined(lab):
+        took = wait_for(lambda n=node: GONE in applied(lab, n).get("removed", {}), 300)
+        assert took, sh(lab, node, "journalctl -u meshstead-roster -n 40 --no-pager").stdout
+        print(f"{node} took the removal from the roster: {took - started:.1f} s after node remove")
     return facts
+
+
+def joined(lab) -> list[str]:
+    """The lab's nodes that joined by invite and run as site nodes."""
+    return [row["joined_as"] for row in lab.status() if row.get("joined_as")]
+
+
+def applied(lab, node) -> dict:
+    shown = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json 2>/dev/null")
+    return json.loads(shown.stdout) if shown.returncode == 0 else {}
 
 
 def test_the_removed_node_reaches_no_node_over_tinc_or_yggdrasil(lab_site, removed):
@@ -86,7 +102,7 @@ def test_the_removed_node_reaches_no_node_over_tinc_or_yggdrasil(lab_site, remov
 def test_the_removed_node_is_no_syncthing_device_or_nncp_neighbour(lab_site, removed):
     lab = lab_site["lab"]
     device = removed[GONE]["syncthing_device_id"]
-    for node in STAYING:
+    for node in (*STAYING, *joined(lab)):
         running = syncthing(lab, node)
         assert device not in running["devices"] and device not in running["connected"], node
         assert GONE not in sh(lab, node, "cat /etc/nncp.hjson").stdout
@@ -115,9 +131,27 @@ def test_the_removed_name_no_longer_resolves(lab_site, removed):
         assert GONE not in sh(lab, node, f"getent hosts {removed[GONE]['node_mesh_ipv4']}").stdout
 
 
+def test_a_joined_node_shuts_the_removed_node_out(lab_site, removed):
+    lab = lab_site["lab"]
+    nodes = joined(lab)
+    if not nodes:
+        pytest.skip("no node joined by invite on this lab (test_blank_join_lab.py did not run)")
+    for node in nodes:
+        assert sh(lab, node, f"test ! -e /etc/tinc/itest/hosts/{GONE}").returncode == 0, node
+        ruleset = sh(lab, node, "nft list ruleset").stdout
+        for var in ("node_overlay_ipv4", "yggdrasil_address"):
+            assert removed[GONE][var] in ruleset, (node, var)
+        address = sh(lab, node, "ip -4 -o addr show dev tinc-itest").stdout.split()[3].split("/")[0]
+        assert wait_for(lambda a=address: not reaches(lab, GONE, a), 60), f"node3 still reaches {node}"
+
+
 def test_a_second_provision_changes_nothing(lab_site, removed):
+    taken = {node: applied(lab_site["lab"], node) for node in joined(lab_site["lab"])}
     second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
     assert second.returncode == 0, second.stdout[-3000:]
     rows = last_recap(lab_site["env"])
     assert set(rows) == set(STAYING)
-    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), rows
+    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), (rows, changed_tasks(lab_site["env"]))
+    # The joined nodes take nothing new from the roster it publishes again.
+    time.sleep(20)
+    assert {node: applied(lab_site["lab"], node) for node in taken} == taken

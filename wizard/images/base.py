@@ -217,6 +217,14 @@ def image_config(platform: str, built: datetime.datetime, boot_mount: str) -> st
         "join_network": "/etc/systemd/network/90-meshstead-join.network"}, indent=2) + "\n"
 
 
+HOSTS = """127.0.0.1\tlocalhost
+127.0.1.1\tmeshstead
+::1\t\tlocalhost ip6-localhost ip6-loopback
+ff02::1\t\tip6-allnodes
+ff02::2\t\tip6-allrouters
+"""
+
+
 def _write_overlay(overlay: Path, recipe: Recipe, built: datetime.datetime) -> None:
     """Files generated from the recipe, synced into the tree after the shipped ones."""
     etc = overlay / "etc"
@@ -227,6 +235,13 @@ def _write_overlay(overlay: Path, recipe: Recipe, built: datetime.datetime) -> N
         f"LABEL={ROOT_LABEL} / ext4 rw,errors=remount-ro 0 1\n"
         f"LABEL={BOOT_LABEL} {recipe.boot_mount} vfat umask=0077,nofail 0 2\n")
     (etc / "hostname").write_text("meshstead\n")
+    # Debian's own files for a machine without a network yet, never the build
+    # machine's (mmdebstrap copies its resolv.conf): with a name server the site
+    # cannot reach, every lookup of the node's own name (Ansible's facts, the
+    # hostname module) waited 10 s for it. No server means 127.0.0.1, which
+    # answers at once, and once the dns role runs, its dnsmasq.
+    (etc / "hosts").write_text(HOSTS)
+    (etc / "resolv.conf").write_text("# No name server until the site's dns role configures this node.\n")
     (overlay / recipe.boot_mount.lstrip("/")).mkdir(parents=True)
     (overlay / "var/lib/meshstead").mkdir(parents=True)
     os.chmod(overlay / "var/lib/meshstead", 0o700)

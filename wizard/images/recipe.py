@@ -11,7 +11,7 @@ from .. import packages
 from ..errors import MeshsteadError
 from ..resources import ansible_home, image_builder_home
 
-FORMAT = 3  # bump when the build steps (base.py, initramfs.py, raspi.py) change
+FORMAT = 4  # bump when the build steps (base.py, initramfs.py, raspi.py) change
 # Node platforms (node_platform) -> the base their image is made from: one
 # arm64 image boots every Pi whose device tree Debian 12's kernel ships.
 PLATFORM_BASES = {"amd64": "amd64", "rpi3": "rpi", "rpi4": "rpi", "pizero2w": "rpi"}
