@@ -9,9 +9,16 @@ invite's size in characters and QR version.
     python benchmarks/join.py [--joins 5] [--keep]
 
 Needs root (the lab). A 3-node site (node1 the hub) is made in a temporary
-directory and provisioned first. Prints figures; asserts nothing."""
+directory and provisioned first. Before each join every node has finished
+applying rosters. Every lab node shares this machine's CPUs: while the new
+node configures itself, each node already in the site applies the hub's
+roster with the roles too, so the k-th join has 2 + k runs of the roles
+competing with its own; the table says how many and where the new node's
+own run spent its time (its first-boot events). Prints figures; asserts
+nothing."""
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -32,6 +39,7 @@ from wizard.lab import open_lab  # noqa: E402
 from wizard.load import load_site  # noqa: E402
 
 REACH_TIMEOUT = 900
+SETTLE_TIMEOUT = 600
 
 
 def cli(env: dict, *args, timeout=3600) -> subprocess.CompletedProcess:
@@ -43,12 +51,42 @@ def cli(env: dict, *args, timeout=3600) -> subprocess.CompletedProcess:
     return proc
 
 
-def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path) -> dict:
+def settle(lab, nodes: list[str]) -> None:
+    """Wait until no node is applying a roster (the last join's, or a timer's)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        states = [lab.exec_capture(n, ["systemctl", "is-active", "meshstead-roster.service"], timeout=30).stdout.strip()
+                  for n in nodes]
+        if not any(state in ("active", "activating", "reloading") for state in states):
+            return
+        time.sleep(2)
+
+
+def own_run(lab, node: str) -> tuple[float | None, str]:
+    """How long the node's own run of the roles took, and its three slowest tasks."""
+    shown = lab.exec_capture(node, ["cat", "/var/lib/meshstead/firstboot.events"], timeout=30)
+    marks = []
+    for line in shown.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if "at" in event:
+            marks.append(event)
+    if len(marks) < 2:
+        return None, ""
+    spans = sorted(((b["at"] - a["at"], a.get("name", "")) for a, b in zip(marks, marks[1:], strict=False)),
+                   reverse=True)
+    return marks[-1]["at"], ", ".join(f"{name} {seconds:.0f} s" for seconds, name in spans[:3])
+
+
+def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earlier: list[str]) -> dict:
     cli(env, "invite", "create", name, "--platform", "amd64", "--site", site_dir, "--out", work)
     text = (work / f"{name}-invite.txt").read_text().strip()
     site = load_site(site_dir)
     lab = open_lab(labsite.lab_name(site))
     names = [n.name for n in site.sorted_nodes()] + [name]
+    settle(lab, [n.name for n in site.sorted_nodes()] + earlier)
     started = time.monotonic()
     cli(env, "lab", "exec", blank, "--site", site_dir, "--", "meshstead-firstboot", "--invite", text)
     configured = time.monotonic() - started
@@ -58,8 +96,10 @@ def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path) -> di
             reached = time.monotonic() - started
             break
         time.sleep(1)
+    roles_s, slowest = own_run(lab, name)
     return {"node": name, "chars": len(text), "qr": qr.code(text).version, "configured_s": configured,
-            "reached_s": reached}
+            "reached_s": reached, "appliers": len(site.nodes) + len(earlier), "roles_s": roles_s,
+            "slowest": slowest}
 
 
 def main() -> None:
@@ -80,7 +120,7 @@ def main() -> None:
         console.print(f"provision: {time.monotonic() - started:.0f} s")
         rows = []
         for k in range(1, args.joins + 1):
-            rows.append(one_join(env, site_dir, f"blank{k}", f"joiner{k}", work))
+            rows.append(one_join(env, site_dir, f"blank{k}", f"joiner{k}", work, [r["node"] for r in rows]))
             row = rows[-1]
             console.print(f"{row['node']}: ok after {row['configured_s']:.1f} s, reached by every node after "
                           f"{'-' if row['reached_s'] is None else format(row['reached_s'], '.1f')} s")
@@ -91,11 +131,14 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "wizard.cli", "lab", "down", "--site", str(site_dir)], cwd=ROOT,
                            env={**os.environ, **env}, capture_output=True, check=False)
     table = Table(title="Join by invite: a blank node, 3 provisioned nodes (container lab)")
-    for column in ("node", "invite chars", "QR version", "first boot ok (s)", "every node reaches it (s)"):
-        table.add_column(column, justify="right")
+    for column in ("node", "invite chars", "QR version", "nodes applying the roster", "first boot ok (s)",
+                   "its roles (s)", "every node reaches it (s)", "its slowest tasks"):
+        table.add_column(column, justify="left" if column == "its slowest tasks" else "right")
     for row in rows:
-        table.add_row(row["node"], str(row["chars"]), str(row["qr"]), f"{row['configured_s']:.1f}",
-                      "not within 15 min" if row["reached_s"] is None else f"{row['reached_s']:.1f}")
+        table.add_row(row["node"], str(row["chars"]), str(row["qr"]), str(row["appliers"]),
+                      f"{row['configured_s']:.1f}", "-" if row["roles_s"] is None else f"{row['roles_s']:.1f}",
+                      "not within 15 min" if row["reached_s"] is None else f"{row['reached_s']:.1f}",
+                      row["slowest"])
     console.print(table)
     done = [r["reached_s"] for r in rows if r["reached_s"] is not None]
     if done:
