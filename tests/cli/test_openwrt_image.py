@@ -383,3 +383,16 @@ def test_the_platform_names_the_imagebuilder_target_and_profile():
         "ramips/mt7621", "tplink_archer-a6-v3")
     assert openwrt.target_of("openwrt:x86/generic") == openwrt.Target("x86", "generic")
     assert ROOT.joinpath("playbooks", openwrt.PLAYBOOK).is_file()
+
+
+def test_a_killed_builds_partial_bundle_goes_and_a_running_ones_stays(site, tmp_path):
+    directory, env = site
+    os.environ.update(env)
+    opened = sites.open_site(directory)
+    out = tmp_path / "out"
+    killed = out / ".ap-openwrt.partial-999999999"  # no such process
+    running = out / f".ap-openwrt.partial-{os.getppid()}"
+    for partial in (killed, running):
+        (partial / "files").mkdir(parents=True)
+    openwrt.build(opened, "ap", out, imagebuilder=None, progress=lambda msg: None)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["ap-openwrt", running.name])

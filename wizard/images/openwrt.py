@@ -13,7 +13,6 @@ node's private keys: its top directory is 0700 and the private files 0600.
 The overlay's own directories stay 0755, because the ImageBuilder copies
 them with their modes onto the router's /etc."""
 
-import contextlib
 import hashlib
 import os
 import re
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from .. import packages, sites
 from ..errors import MeshsteadError
 from ..render.nodefiles import NodeFile, render_node
+from . import personalise
 
 PLAYBOOK = "openwrt.yml"
 PREFIX = "openwrt:"
@@ -180,15 +180,6 @@ def run_imagebuilder(bundle: Bundle, imagebuilder: Path, progress, failed_log: P
     return tuple(images)
 
 
-def _remove_stale(out: Path, name: str) -> None:
-    """Partial bundles of builds that were killed."""
-    for stale in out.glob(f".{name}.partial-*"):
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(stale.name.rsplit("-", 1)[1]), 0)
-            continue  # that build is still running
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def build(opened: sites.Opened, node: str, out: Path, *, imagebuilder: Path | None, progress) -> Bundle:
     target = target_of(sites.get_node(opened.site, node).platform)
     if imagebuilder is not None:
@@ -196,7 +187,7 @@ def build(opened: sites.Opened, node: str, out: Path, *, imagebuilder: Path | No
     progress("rendering the roles' files")
     files = render(opened, node)  # reads the vault before anything is written
     name = bundle_name(node)
-    _remove_stale(out, name)
+    personalise.remove_stale(out, name)
     partial = out / f".{name}.partial-{os.getpid()}"
     final = out / name
     old = out / f".{name}.old-{os.getpid()}"

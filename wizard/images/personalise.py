@@ -10,6 +10,7 @@ invite is a bearer secret); a generic image without an invite is 0644."""
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -43,13 +44,16 @@ def check_out_dir(out: Path) -> None:
 
 
 def remove_stale(out: Path, name: str) -> None:
-    """Partial files of builds that were killed."""
+    """Partial files (or bundle directories) of builds that were killed."""
     for stale in out.glob(f".{name}.partial-*"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(stale.name.rsplit("-", 1)[1].split(".")[0])
             os.kill(pid, 0)
             continue  # that build is still running
-        stale.unlink(missing_ok=True)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def partial_path(out: Path, name: str) -> Path:
