@@ -2,6 +2,7 @@
 booted and provisioned once (several minutes), taken down at the end."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -21,6 +22,11 @@ def lab_site(tmp_path_factory):
     env = cli_home(base)
     directory = init_site(base, {"name": "itest", "nodes": [
         {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}, env)
+    # The admin's key where a person keeps it (HOME is base): the lab reaches a
+    # node that joined by invite as a real node, with the site's admin key.
+    (base / ".ssh").mkdir(mode=0o700)
+    for suffix in ("", ".pub"):
+        shutil.copy2(base / f"admin{suffix}", base / ".ssh" / f"id_ed25519{suffix}")
     site = load_site(directory)
     lab = Lab(labsite.lab_name(site))
     try:
