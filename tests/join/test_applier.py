@@ -46,7 +46,7 @@ PROBE = """\
                      'own_key': vault_tinc_private_key is defined,
                      'tinc_key': tinc_private_key | default(None),
                      'mesh_interface': meshstead_mesh_interface | default(None),
-                     'skipped': ansible_skip_tags,
+                     'skipped': ansible_skip_tags | sort,
                      'removed': site_removed_nodes | default({}),
                      'blocked': site_removed_addresses | default([])} | to_json }}"
         dest: "{{ playbook_dir }}/../seen.json"
