@@ -352,6 +352,13 @@ def test_a_provision_keeps_the_nodes_taken_from_rosters_but_never_one_the_site_r
     assert "garden" in json.loads((node["state"] / applier.NODES_FILE).read_text())
     seen = _provision_view(node)
     assert _in_groups(seen, "garden") == [] and "garden" in seen["removed"]
+    # The applier after that provision, before the roster with the removal arrives: the slice's own
+    # record of the removal takes garden out of what cabin took from rosters, or cabin would render
+    # it again and the next provision would take it out again.
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0 and "dropped garden" in done.stdout, done.stdout + done.stderr
+    assert "garden" not in json.loads((node["state"] / applier.NODES_FILE).read_text())
+    assert _in_groups(_seen(node), "garden") == []
 
 
 def _as_a_provision_sends_it(node) -> None:

@@ -240,8 +240,11 @@ def collect(folder: Path, inventory: roster.Inventory, state: dict, node: str,
         for name, entry in checked.added.items():
             nodes[name] = entry
         _take_removals(checked, path.name, inventory, node, nodes, gone, outcome)
-    # The site inventory wins: an imported node is the controller's now.
-    for name in [n for n in nodes if n in inventory.nodes]:
+    # The site inventory wins: an imported node is the controller's now; and
+    # a node it records as removed (a provision brought the removal before
+    # the roster with it arrived) is kept from no roster taken earlier.
+    for name in [n for n, entry in nodes.items()
+                 if n in inventory.nodes or removed.was_removed(inventory.removed, n, entry.get("node_index"))]:
         del nodes[name]
     return hubs, nodes, gone
 
