@@ -6,16 +6,19 @@ join also reports when the node's own first boot was `ok`. Median of
 --joins joins, one after another, each on a new blank node; and the
 invite's size in characters and QR version.
 
-    python benchmarks/join.py [--joins 5] [--keep]
+    python benchmarks/join.py [--joins 5] [--growing] [--keep]
 
 Needs root (the lab). A 3-node site (node1 the hub) is made in a temporary
-directory and provisioned first. Before each join every node has finished
-applying rosters. Every lab node shares this machine's CPUs: while the new
-node configures itself, each node already in the site applies the hub's
-roster with the roles too, so the k-th join has 2 + k runs of the roles
-competing with its own; the table says how many and where the new node's
-own run spent its time (its first-boot events). Prints figures; asserts
-nothing."""
+directory and provisioned first. Before each join every running node has
+finished applying rosters. Every lab node shares this machine's CPUs: while
+the new node configures itself, each running node of the site applies the
+hub's roster with the roles too, each run competing with the new node's for
+the same two cores (on real nodes each has its own). So that every join
+meets the same site, a joined node is powered off once measured (a node that
+joined and left; it stays in the site and its rosters); with --growing it
+keeps running and the k-th join has 2 + k runs competing with its own. The
+table says how many and where the new node's own run spent its time (its
+first-boot events). Prints figures; asserts nothing."""
 
 import argparse
 import json
@@ -81,6 +84,7 @@ def own_run(lab, node: str) -> tuple[float | None, str]:
 
 
 def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earlier: list[str]) -> dict:
+    """`earlier`: the joined nodes still running."""
     cli(env, "invite", "create", name, "--platform", "amd64", "--site", site_dir, "--out", work)
     text = (work / f"{name}-invite.txt").read_text().strip()
     site = load_site(site_dir)
@@ -105,6 +109,8 @@ def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--joins", type=int, default=5)
+    parser.add_argument("--growing", action="store_true",
+                        help="keep each joined node running: every join meets one more running node")
     parser.add_argument("--keep", action="store_true", help="leave the lab and the site (printed) afterwards")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meshstead-bench-join-"))
@@ -119,18 +125,26 @@ def main() -> None:
         cli(env, "provision", "--site", site_dir)
         console.print(f"provision: {time.monotonic() - started:.0f} s")
         rows = []
+        running = []
         for k in range(1, args.joins + 1):
-            rows.append(one_join(env, site_dir, f"blank{k}", f"joiner{k}", work, [r["node"] for r in rows]))
+            rows.append(one_join(env, site_dir, f"blank{k}", f"joiner{k}", work, running))
             row = rows[-1]
             console.print(f"{row['node']}: ok after {row['configured_s']:.1f} s, reached by every node after "
                           f"{'-' if row['reached_s'] is None else format(row['reached_s'], '.1f')} s")
+            if args.growing:
+                running.append(row["node"])
+            else:  # once it has applied what it joined with, as the next join's wait does for the others
+                lab = open_lab(labsite.lab_name(load_site(site_dir)))
+                settle(lab, [row["node"]])
+                lab.stop_node(f"blank{k}")
     finally:
         if args.keep:
             console.print(f"kept: the site {site_dir}, its lab (meshstead lab down --site {site_dir})")
         else:
             subprocess.run([sys.executable, "-m", "wizard.cli", "lab", "down", "--site", str(site_dir)], cwd=ROOT,
                            env={**os.environ, **env}, capture_output=True, check=False)
-    table = Table(title="Join by invite: a blank node, 3 provisioned nodes (container lab)")
+    table = Table(title="Join by invite: a blank node, 3 provisioned nodes (container lab"
+                  + (", joined nodes kept running)" if args.growing else ", each joined node powered off after)"))
     for column in ("node", "invite chars", "QR version", "nodes applying the roster", "first boot ok (s)",
                    "its roles (s)", "every node reaches it (s)", "its slowest tasks"):
         table.add_column(column, justify="left" if column == "its slowest tasks" else "right")

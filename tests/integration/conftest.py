@@ -2,6 +2,7 @@
 booted and provisioned once (several minutes), taken down at the end."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -21,6 +22,11 @@ def lab_site(tmp_path_factory):
     env = cli_home(base)
     directory = init_site(base, {"name": "itest", "nodes": [
         {"name": "node1"}, {"name": "node2", "roles": ["hub", "dns"]}, {"name": "node3"}]}, env)
+    # The admin's key where a person keeps it (HOME is base): the lab reaches a
+    # node that joined by invite as a real node, with the site's admin key.
+    (base / ".ssh").mkdir(mode=0o700)
+    for suffix in ("", ".pub"):
+        shutil.copy2(base / f"admin{suffix}", base / ".ssh" / f"id_ed25519{suffix}")
     site = load_site(directory)
     lab = Lab(labsite.lab_name(site))
     try:
@@ -42,11 +48,18 @@ def lab_site(tmp_path_factory):
 # what the controller's inventory alone renders (test_site_lab.py's `identity
 # export`) run before it, and the blank node's join after it; the rest keep
 # their order.
+# The import of the blank node (test_joined_node_provision_lab.py) comes
+# last: from then on every provision runs the roles on it too.
 FIRST = {"test_site_lab.py": 0, "test_join_lab.py": 1, "test_blank_join_lab.py": 2}
+LAST = {"test_site_remove_lab.py": 1, "test_joined_node_provision_lab.py": 2}
+
+
+def _order(item) -> int:
+    return FIRST.get(item.path.name, len(FIRST)) + LAST.get(item.path.name, 0) * 100
 
 
 def pytest_collection_modifyitems(config, items):
     slots = [i for i, item in enumerate(items) if item.path.parent.name == "integration"]
-    ordered = sorted((items[i] for i in slots), key=lambda item: FIRST.get(item.path.name, len(FIRST)))
+    ordered = sorted((items[i] for i in slots), key=_order)
     for slot, item in zip(slots, ordered, strict=True):
         items[slot] = item

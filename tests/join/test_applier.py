@@ -24,6 +24,8 @@ from wizard.images import seed as image_seed
 from wizard.invites import imports
 
 applier = nodeside.module("applier")
+ownkeys = nodeside.module("ownkeys")
+PRIVATE_NODE_VARS = nodeside.module("keys").PRIVATE_NODE_VARS
 roster = nodeside.module("roster")
 State = nodeside.module("state").State
 NODE = "cabin"
@@ -42,6 +44,9 @@ PROBE = """\
         content: "{{ {'groups': groups, 'nodes': dict(groups['all'] | zip(groups['all'] | map('extract', hostvars)
                      | map(attribute='node_index'))), 'connection': ansible_connection,
                      'own_key': vault_tinc_private_key is defined,
+                     'tinc_key': tinc_private_key | default(None),
+                     'mesh_interface': meshstead_mesh_interface | default(None),
+                     'skipped': ansible_skip_tags | sort,
                      'removed': site_removed_nodes | default({}),
                      'blocked': site_removed_addresses | default([])} | to_json }}"
         dest: "{{ playbook_dir }}/../seen.json"
@@ -347,3 +352,72 @@ def test_a_provision_keeps_the_nodes_taken_from_rosters_but_never_one_the_site_r
     assert "garden" in json.loads((node["state"] / applier.NODES_FILE).read_text())
     seen = _provision_view(node)
     assert _in_groups(seen, "garden") == [] and "garden" in seen["removed"]
+    # The applier after that provision, before the roster with the removal arrives: the slice's own
+    # record of the removal takes garden out of what cabin took from rosters, or cabin would render
+    # it again and the next provision would take it out again.
+    done = _run(node["site"], node["state"], node["folder"])
+    assert done.returncode == 0 and "dropped garden" in done.stdout, done.stdout + done.stderr
+    assert "garden" not in json.loads((node["state"] / applier.NODES_FILE).read_text())
+    assert _in_groups(_seen(node), "garden") == []
+
+
+def _as_a_provision_sends_it(node) -> None:
+    """cabin's slice as a provision sends it to a node that joined by
+    invite: no private keys (the controller has none) and a request to run."""
+    own = node["site"] / "inventory" / "host_vars" / NODE
+    facts = yaml.safe_load((own / "node.yml").read_text())
+    facts = {k: v for k, v in facts.items() if k not in PRIVATE_NODE_VARS}
+    (own / "node.yml").write_text(yaml.safe_dump({**facts, "meshstead_keys_on_node": True}))
+    (own / "secrets.yml").write_text("{}\n")
+    node["state"].mkdir(parents=True, exist_ok=True)
+    (node["state"] / applier.REQUEST_FILE).touch()
+
+
+def test_a_node_with_its_own_keys_runs_the_roles_a_provision_asks_for_with_them(node, tmp_path):
+    joined = tmp_path / "join"
+    _public, private, _made = ownkeys.load_or_make(joined, NODE)
+    ownkeys.keep_local(joined, {"meshstead_mesh_interface": "eth0"})
+    assert (joined / ownkeys.LOCAL_FILE).stat().st_mode & 0o777 == 0o644
+    _as_a_provision_sends_it(node)
+    # No roster and nothing applied before: only the request makes the run; it
+    # fails, the request stays for the next try.
+    failed = _run(node["site"], node["state"], node["folder"], "--own", joined, env={"PROBE_FAIL": "1"})
+    assert failed.returncode == 1 and "the roles failed" in failed.stderr, failed.stdout + failed.stderr
+    assert (node["state"] / applier.REQUEST_FILE).exists()
+    done = _run(node["site"], node["state"], node["folder"], "--own", joined)
+    assert done.returncode == 0 and "applied the roles" in done.stdout, done.stdout + done.stderr
+    seen = _seen(node)
+    # Its own key and the settings it joined with; the join role runs from the provision's slice.
+    assert seen["tinc_key"] == private["tinc_private_key"] and seen["mesh_interface"] == "eth0"
+    assert seen["skipped"] == ["roster"]
+    assert not (node["state"] / applier.REQUEST_FILE).exists()
+    assert (node["state"] / applier.OVERLAY_FILE).stat().st_mode & 0o777 == 0o600
+    # Done: the next start runs nothing.
+    again = _run(node["site"], node["state"], node["folder"], "--own", joined)
+    assert "nothing to apply" in again.stdout and not node["seen"].exists(), again.stdout
+    # A controller's local.yml for the node wins over the settings it joined with;
+    # a run that rosters start skips the join role too.
+    (node["site"] / "inventory" / "host_vars" / NODE / "local.yml").write_text("meshstead_mesh_interface: wlan0\n")
+    (node["state"] / applier.REQUEST_FILE).touch()
+    _run(node["site"], node["state"], node["folder"], "--own", joined)
+    assert _seen(node)["mesh_interface"] == "wlan0"
+
+
+def test_a_node_whose_keys_came_with_its_seed_adds_nothing_of_its_own(node, tmp_path):
+    (node["state"]).mkdir(parents=True)
+    (node["state"] / applier.REQUEST_FILE).touch()
+    done = _run(node["site"], node["state"], node["folder"], "--own", tmp_path / "no-join-state")
+    assert done.returncode == 0, done.stdout + done.stderr
+    overlay = yaml.safe_load((node["state"] / applier.OVERLAY_FILE).read_text())
+    assert NODE not in overlay["all"]["hosts"]
+    assert _seen(node)["own_key"]  # from the slice, as a provision of a node with a vault writes it
+
+
+def test_unreadable_own_keys_are_one_line_and_run_nothing(node, tmp_path):
+    joined = tmp_path / "join"
+    joined.mkdir()
+    (joined / ownkeys.KEYS_FILE).write_text("public: {}\n")
+    _as_a_provision_sends_it(node)
+    done = _run(node["site"], node["state"], node["folder"], "--own", joined)
+    assert done.returncode == 1 and not node["seen"].exists()
+    assert len(done.stderr.strip().splitlines()) == 1 and "keys.yml cannot be used" in done.stderr, done.stderr

@@ -168,6 +168,9 @@ def test_the_node_s_own_settings_on_the_card_reach_its_seed(hub, tmp_path):
     assert card.boot_once().returncode == 0, card.report()
     local = card.state / "seed/inventory/host_vars/ridge/local.yml"
     assert yaml.safe_load(local.read_text()) == {"meshstead_mesh_interface": "eth0"}
+    # Kept beside its keys: the node's runs from a provision's slice, which has no local.yml of it, take them.
+    kept = card.state / "join" / "local.yml"
+    assert yaml.safe_load(kept.read_text()) == {"meshstead_mesh_interface": "eth0"}
 
 
 def test_settings_that_are_the_hub_s_to_decide_are_refused_before_joining(hub, tmp_path):

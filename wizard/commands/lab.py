@@ -34,6 +34,32 @@ def is_radio(lab) -> bool:
     return hasattr(lab, "links")
 
 
+def connect_joined(directory, site, names) -> list[str]:
+    """Nodes of the site's lab that joined by invite (a blank node, an image
+    booted with an invite) and are now nodes of the site: the lab reaches
+    them as it reaches a real node (the admin user), through the lab.yml it
+    writes for its own nodes. The names connected."""
+    import os
+
+    from ..lab import state
+    if os.geteuid() != 0 or not (state.lab_root() / labsite.lab_name(site) / "state.json").exists():
+        return []
+    lab = lab_for(site)
+    if is_radio(lab):
+        return []
+    joined = lab.joined()
+    prefix = site.settings.mesh_ipv4_net.prefixlen
+    conns = {}
+    for name in sorted(set(names) & set(joined)):
+        facts = site.node_facts(site.nodes[name])
+        conns[name] = lab.set_address(name, ipv4=f"{facts['node_mesh_ipv4']}/{prefix}",
+                                      ipv6=f"{facts['node_mesh_ipv6']}/64",
+                                      host_key=" ".join(facts["ssh_host_ed25519_public_key"].split()[:2]),
+                                      user=site.settings.admin_user, identity=labsite.admin_identity(site))
+    labsite.write_lab_vars(Path(directory), conns, image=True)
+    return sorted(conns)
+
+
 def lab_up(opened, count, radio: bool = False, topology: str = "full"):
     lab = lab_for(opened.site, radio)
     if is_radio(lab) != radio:

@@ -80,8 +80,13 @@ def cmd_node_import(args) -> int:
                   f"{', '.join(sorted(collected.records))}: {', '.join(n.name for n in merged.added)}")
         show_nodes(opened.site)
         if not args.dry_run:
-            out.print(f"Next: meshstead provision --site {opened.directory}   (every node learns them; they have "
-                      "no private keys here: they made their own)")
+            from .lab import connect_joined
+            connected = connect_joined(opened.directory, opened.site, [n.name for n in merged.added])
+            if connected:
+                out.print(f"Lab: {', '.join(connected)} joined in the lab; it is reached through "
+                          "host_vars/*/lab.yml")
+            out.print(f"Next: meshstead provision --site {opened.directory}   (every node learns them, and they "
+                      "take the site with the private keys they made, which never leave them)")
     elif not collected.records:
         out.print("Import: no hub answered; nothing was imported")
     else:

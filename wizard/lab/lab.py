@@ -273,17 +273,38 @@ class Lab(LabBase):
             self._save(st)  # recorded before anything can fail, so down() finds it
             return self._conn(st, node)
 
-    def set_address(self, node: str, *, ipv4: str, ipv6: str, host_key: str) -> dict[str, str]:
+    def set_address(self, node: str, *, ipv4: str, ipv6: str, host_key: str, user: str | None = None,
+                    identity: Path | None = None) -> dict[str, str]:
         """Record the addresses and host key a node that joined by invite was
-        given; its connection vars."""
+        given; its connection vars. A blank node (named by the site node it
+        became) is then reached as a real node is, by `user` with `identity`:
+        the roles it joined with allow no root login."""
         require_root()
         with self._locked(create=False):
             st = self._load()
-            rec = self._node(st, node)
+            name = self._resolve(st, node)
+            rec = st["nodes"][name]
             rec.update(address=str(ipaddress.ip_interface(ipv4).ip), ipv4=ipv4, ipv6=ipv6, host_key=host_key)
+            if rec.get("kind") == "blank":
+                rec.update(user=user, identity=str(identity) if identity else None)
             self._save(st)
             self._write_known_hosts(st)
-            return self._conn(st, node)
+            return self._conn(st, name)
+
+    def joined(self) -> dict[str, str]:
+        """Site node -> lab node, for the lab's nodes that joined by invite
+        (a blank node's first boot, or an image booted with an invite) and
+        are running."""
+        st = self._load()
+        found = {}
+        for name, rec in st["nodes"].items():
+            if rec.get("kind") == "blank":
+                became = blank.joined_as(Path(rec["rootfs"]))
+            else:  # a VM is named by its site node; one that joins has an address once admitted
+                became = name if rec.get("kind") == "vm" and rec.get("address") else None
+            if became and self._running(name, rec):
+                found[became] = name
+        return found
 
     def _write_known_hosts(self, st: dict[str, Any]) -> None:
         """Every node's host key at its address (a node joining by invite has none yet)."""
@@ -296,7 +317,7 @@ class Lab(LabBase):
 
     def _conn(self, st: dict[str, Any], node: str) -> dict[str, str]:
         rec = st["nodes"][node]
-        if rec.get("kind") != "vm":
+        if not rec.get("user"):  # a container node: root, with the lab's key
             return super()._conn(st, node)
         conn = {"ansible_host": rec["address"], "ansible_user": rec["user"],
                 "ansible_ssh_common_args": ssh.common_args(self.netns, self.known_hosts)}

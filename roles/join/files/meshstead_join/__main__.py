@@ -169,6 +169,7 @@ def _join(args) -> int:
     if private is not None:
         # Kept before anything else: the hub answers a join once.
         write_atomic(args.state / "answer.json", data, 0o600)
+        ownkeys.keep_local(args.state, local)
         seed_dir = args.seed or args.state / "seed"
         tarball = tarball or client.roles(answer)
         try:
@@ -268,8 +269,13 @@ def _roster_check(args) -> int:
 def _roster_apply(args) -> int:
     """Take the rosters of the folder; run the roles when they change what this node knows."""
     hub_roster = (args.hub_roster, args.hub) if args.hub_roster else None
+    try:
+        own = ownkeys.own_vars(args.own)
+    except ownkeys.KeysError as exc:
+        print(f"{PROG}: roster: keys: {exc}", file=sys.stderr)
+        return 1
     outcome, failed = _roster_call(
-        lambda: applier.apply(args.site, args.state, args.folder, args.node, args.ansible_playbook, hub_roster))
+        lambda: applier.apply(args.site, args.state, args.folder, args.node, args.ansible_playbook, hub_roster, own))
     if failed:
         return failed
     for line in outcome.messages:
@@ -323,6 +329,8 @@ def _roster_commands(commands) -> None:
     apply.add_argument("--hub-roster", type=Path,
                        help="on a hub: its own roster (the join service's), copied into the folder first")
     apply.add_argument("--hub", help="on a hub: its name, with --hub-roster")
+    apply.add_argument("--own", type=Path, default=STATE,
+                       help=f"where a node that joined by invite keeps its own keys and settings (default {STATE})")
 
 
 def _phone(args) -> int:

@@ -30,7 +30,14 @@ What it works with, all on the node (the roster role puts them there):
 
 A roster is taken only when the run of the roles with it succeeded: a failed
 run leaves applied.json as it was, and the next trigger (a new file, the
-timer) tries again."""
+timer) tries again.
+
+A node that joined by invite holds its own keys, which the controller never
+has: a provision sends it a new slice (without its keys) and leaves
+<state>/requested; the applier then runs the roles with the slice, the
+node's keys and the settings it joined with (ownkeys.own_vars(), host
+variables of <state>/roster.yml), and removes the request once the run
+succeeded. Every run on such a node adds them: the slice has no keys."""
 
 import dataclasses
 import hashlib
@@ -51,10 +58,15 @@ OVERLAY_FILE = "roster.yml"
 RUN_INVENTORY = "inventory"  # the slice without the nodes rosters removed, when they removed any
 NODES_FILE = "nodes.json"
 LOG_FILE = "apply.log"
+REQUEST_FILE = "requested"  # a provision sent a slice that the roles have not run with yet
 # What the node's own runs leave to the controller: the hub's kit and this
 # slice come from the controller's inventory, not from rosters, and a run
 # from an older slice must never put back an older kit (a revocation).
 SKIPPED_TAGS = "join,roster"
+# A provision's request: the slice is the controller's newest, so the node's
+# own run also installs the join package from it (and, on a hub that joined,
+# the kit); the slice itself is the provision's.
+REQUESTED_SKIPPED_TAGS = "roster"
 RUNS = 3  # runs in a row at most, while the slice or the folder changes under a run
 PREFIX, SUFFIX = "roster-", ".json"
 
@@ -228,8 +240,11 @@ def collect(folder: Path, inventory: roster.Inventory, state: dict, node: str,
         for name, entry in checked.added.items():
             nodes[name] = entry
         _take_removals(checked, path.name, inventory, node, nodes, gone, outcome)
-    # The site inventory wins: an imported node is the controller's now.
-    for name in [n for n in nodes if n in inventory.nodes]:
+    # The site inventory wins: an imported node is the controller's now; and
+    # a node it records as removed (a provision brought the removal before
+    # the roster with it arrived) is kept from no roster taken earlier.
+    for name in [n for n, entry in nodes.items()
+                 if n in inventory.nodes or removed.was_removed(inventory.removed, n, entry.get("node_index"))]:
         del nodes[name]
     return hubs, nodes, gone
 
@@ -241,13 +256,17 @@ def node_groups(nodes: dict, site_vars: dict) -> dict:
             for name, entry in sorted(nodes.items())}
 
 
-def overlay(nodes: dict, site_vars: dict) -> dict:
+def overlay(nodes: dict, site_vars: dict, node: str | None = None, own: dict | None = None) -> dict:
     """The nodes taken from rosters as an inventory file: their groups, as
-    hosts.yml would list them, and their variables as host variables."""
+    hosts.yml would list them, and their variables as host variables; and
+    `own` as host variables of `node` itself (below its host_vars files,
+    so a controller's local.yml for it wins over the settings it joined with)."""
     hosts = {"all": {"hosts": {name: dict(entry) for name, entry in sorted(nodes.items())}, "children": {}}}
     for name, names in node_groups(nodes, site_vars).items():
         for group in names:
             hosts["all"]["children"].setdefault(group, {"hosts": {}})["hosts"][name] = None
+    if own:
+        hosts["all"]["hosts"][node] = dict(own)
     return hosts
 
 
@@ -291,7 +310,8 @@ def write_run_inventory(slice_dir: Path, target: Path, inventory: roster.Invento
         removed.variables(record, inventory.ipv4_plan, inventory.ipv6_ula), sort_keys=False).encode(), 0o600)
 
 
-def run_roles(site_dir: Path, state_dir: Path, node: str, ansible_playbook: str, inventory: Path) -> int:
+def run_roles(site_dir: Path, state_dir: Path, node: str, ansible_playbook: str, inventory: Path,
+              skipped: str = SKIPPED_TAGS) -> int:
     """The site playbook for this node alone, locally, with the roster's
     nodes beside the site's; `inventory`: the slice, or the run's without
     the nodes rosters removed."""
@@ -301,7 +321,7 @@ def run_roles(site_dir: Path, state_dir: Path, node: str, ansible_playbook: str,
     for name in ("MESHSTEAD_EVENTS", "MESHSTEAD_EVENTS_FD"):
         env.pop(name, None)
     argv = [ansible_playbook, "-i", str(inventory), "-i", str(state_dir / OVERLAY_FILE),
-            "-c", "local", "--limit", node, "--skip-tags", SKIPPED_TAGS, str(tree / "playbooks" / "site.yml")]
+            "-c", "local", "--limit", node, "--skip-tags", skipped, str(tree / "playbooks" / "site.yml")]
     fd = os.open(state_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as log:
         log.write(" ".join(argv) + "\n")
@@ -323,16 +343,18 @@ def _inputs(site_dir: Path, folder: Path, hub_roster: tuple[Path, str] | None) -
 
 
 def apply(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_playbook: str,
-          hub_roster: tuple[Path, str] | None = None) -> Outcome:
+          hub_roster: tuple[Path, str] | None = None, own: dict | None = None) -> Outcome:
     """Take what the folder's rosters add and run the roles with it when the
-    node's view of the site changed; again (up to RUNS times) when the slice
-    or a roster changed during a run, which the run may have missed.
-    RosterError if the inventory or the state cannot be read."""
+    node's view of the site changed, or a provision asked for a run; again
+    (up to RUNS times) when the slice or a roster changed during a run,
+    which the run may have missed. `own`: the variables of a node that holds
+    its own keys (ownkeys.own_vars()). RosterError if the inventory or the
+    state cannot be read."""
     site_dir, state_dir, folder = Path(site_dir), Path(state_dir), Path(folder)
     outcome = Outcome()
     for _ in range(RUNS):
         before = _inputs(site_dir, folder, hub_roster)
-        once = _apply_once(site_dir, state_dir, folder, node, ansible_playbook, hub_roster)
+        once = _apply_once(site_dir, state_dir, folder, node, ansible_playbook, hub_roster, own or {})
         outcome.taken.update(once.taken)
         outcome.added = sorted(set(outcome.added) | set(once.added))
         outcome.dropped = sorted(set(outcome.dropped) | set(once.dropped))
@@ -346,7 +368,7 @@ def apply(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_play
 
 
 def _apply_once(site_dir: Path, state_dir: Path, folder: Path, node: str, ansible_playbook: str,
-                hub_roster: tuple[Path, str] | None) -> Outcome:
+                hub_roster: tuple[Path, str] | None, own: dict) -> Outcome:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     outcome = Outcome()
     if hub_roster is not None and folder.is_dir():
@@ -358,20 +380,25 @@ def _apply_once(site_dir: Path, state_dir: Path, folder: Path, node: str, ansibl
     outcome.dropped = sorted(set(state["nodes"]) - set(nodes))
     outcome.removed = sorted(set(gone) - set(state["removed"]))
     digest = inventory_digest(site_dir / "inventory")
-    # Nothing from rosters and nothing applied before: the site's own run stands.
-    changed = nodes != state["nodes"] or gone != state["removed"] \
+    request = state_dir / REQUEST_FILE
+    requested = request.exists()
+    # Nothing from rosters, nothing applied before and no request: the site's own run stands.
+    changed = requested or nodes != state["nodes"] or gone != state["removed"] \
         or (bool(nodes or gone) and digest != state.get("inventory"))
     if changed:
         run_inventory = _run_inventory(site_dir / "inventory", state_dir / RUN_INVENTORY, inventory, gone)
         site_vars = yaml.safe_load((site_dir / "inventory" / "group_vars" / "all" / "site.yml").read_text()) or {}
-        write_atomic(state_dir / OVERLAY_FILE, yaml.safe_dump(overlay(nodes, site_vars), sort_keys=True).encode(),
-                     0o600)
+        # 0600: with a node's own keys in it.
+        write_atomic(state_dir / OVERLAY_FILE,
+                     yaml.safe_dump(overlay(nodes, site_vars, node, own), sort_keys=True).encode(), 0o600)
         listed = {name: {"groups": names, "vars": nodes[name]} for name, names in node_groups(nodes, site_vars).items()}
         write_atomic(state_dir / NODES_FILE, json.dumps(listed, sort_keys=True).encode(), 0o600)
         outcome.ran = True
-        outcome.returncode = run_roles(site_dir, state_dir, node, ansible_playbook, run_inventory)
+        outcome.returncode = run_roles(site_dir, state_dir, node, ansible_playbook, run_inventory,
+                                       REQUESTED_SKIPPED_TAGS if requested else SKIPPED_TAGS)
         if outcome.returncode != 0:
             return outcome
+        request.unlink(missing_ok=True)
     new_state = {"hubs": hubs, "nodes": nodes, "removed": gone,
                  "inventory": digest if changed or state.get("inventory") else None}
     if new_state != state:

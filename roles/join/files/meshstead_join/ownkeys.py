@@ -2,6 +2,10 @@
 kept in its join state directory; only their public halves are ever sent.
 
     <state>/keys.yml    public: and private: variables, mode 0600, written whole
+    <state>/local.yml   the node's own settings it joined with (the card's local.yml), if any
+
+A controller's inventory holds neither: the node's runs of the roles from
+the slice a provision sends it add them (own_vars(), the roster applier).
 
 Made once: a retry after a failed join (no hub answered, a refusal) sends the
 same public identity, and a hub that recorded it holds the keys the node has.
@@ -19,6 +23,7 @@ from .keys import PRIVATE_NODE_VARS, node
 from .state import write_atomic
 
 KEYS_FILE = "keys.yml"
+LOCAL_FILE = "local.yml"
 
 
 class KeysError(Exception):
@@ -68,3 +73,31 @@ def load_or_make(directory: Path, label: str) -> tuple[dict, dict, bool]:
         data = yaml.safe_dump({"public": public, "private": private}, sort_keys=False, allow_unicode=True)
         write_atomic(directory / KEYS_FILE, data.encode(), 0o600)
         return public, private, True
+
+
+def keep_local(directory: Path, local: dict | None) -> None:
+    """Keep the settings the node joined with beside its keys (none: none kept)."""
+    path = Path(directory) / LOCAL_FILE
+    if local:
+        write_atomic(path, yaml.safe_dump(local, sort_keys=True).encode(), 0o644)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def own_vars(directory: Path) -> dict:
+    """The variables a node that made its own keys adds to each run of the
+    roles on it: its settings, then its private keys (under the roles'
+    names). {} on a node whose keys came with its seed or a provision.
+    KeysError if they are there and cannot be read."""
+    directory = Path(directory)
+    if not (directory / KEYS_FILE).is_file():
+        return {}
+    _public, private = read(directory)
+    path = directory / LOCAL_FILE
+    try:
+        local = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise KeysError(f"{path} cannot be read ({exc}); expected the node's own settings") from None
+    if not isinstance(local, dict):
+        raise KeysError(f"{path} is not a YAML mapping of variable names")
+    return {**local, **private}
