@@ -18,11 +18,16 @@ from .output import add_vault_option, err, out, progress_bar, site_dir
 TOPOLOGIES = ("full", "line", "diamond")
 
 
+def lab_exists(site) -> bool:
+    from ..lab import state
+    return (state.lab_root() / labsite.lab_name(site) / "state.json").exists()
+
+
 def lab_for(site, radio: bool = False):
     """The site's lab: as recorded if it exists, else a new one of the asked kind."""
-    from ..lab import Lab, open_lab, state
+    from ..lab import Lab, open_lab
     name = labsite.lab_name(site)
-    if (state.lab_root() / name / "state.json").exists():
+    if lab_exists(site):
         return open_lab(name)
     if radio:
         from ..lab.radio import RadioLab
@@ -34,27 +39,29 @@ def is_radio(lab) -> bool:
     return hasattr(lab, "links")
 
 
+def lab_addresses(site, facts: dict) -> dict[str, str]:
+    """A node's addresses on the lab's switch and its host key, from its
+    facts (node.yml, or a hub's record of a node it admitted)."""
+    return {"ipv4": f"{facts['node_mesh_ipv4']}/{site.settings.mesh_ipv4_net.prefixlen}",
+            "ipv6": f"{facts['node_mesh_ipv6']}/64",
+            "host_key": " ".join(facts["ssh_host_ed25519_public_key"].split()[:2])}
+
+
 def connect_joined(directory, site, names) -> list[str]:
     """Nodes of the site's lab that joined by invite (a blank node, an image
     booted with an invite) and are now nodes of the site: the lab reaches
     them as it reaches a real node (the admin user), through the lab.yml it
     writes for its own nodes. The names connected."""
     import os
-
-    from ..lab import state
-    if os.geteuid() != 0 or not (state.lab_root() / labsite.lab_name(site) / "state.json").exists():
+    if os.geteuid() != 0 or not lab_exists(site):
         return []
     lab = lab_for(site)
     if is_radio(lab):
         return []
     joined = lab.joined()
-    prefix = site.settings.mesh_ipv4_net.prefixlen
     conns = {}
     for name in sorted(set(names) & set(joined)):
-        facts = site.node_facts(site.nodes[name])
-        conns[name] = lab.set_address(name, ipv4=f"{facts['node_mesh_ipv4']}/{prefix}",
-                                      ipv6=f"{facts['node_mesh_ipv6']}/64",
-                                      host_key=" ".join(facts["ssh_host_ed25519_public_key"].split()[:2]),
+        conns[name] = lab.set_address(name, **lab_addresses(site, site.node_facts(site.nodes[name])),
                                       user=site.settings.admin_user, identity=labsite.admin_identity(site))
     labsite.write_lab_vars(Path(directory), conns, image=True)
     return sorted(conns)
@@ -291,9 +298,7 @@ def _boot_generic(args, directory, site, image) -> int:
                                      f"console line: {lab.console(node)!r}")
             time.sleep(5)
             joined = _joined_at_hub(lab, hub, node)
-        prefix = site.settings.mesh_ipv4_net.prefixlen
-        lab.set_address(node, ipv4=f"{joined['node_mesh_ipv4']}/{prefix}", ipv6=f"{joined['node_mesh_ipv6']}/64",
-                        host_key=" ".join(joined["ssh_host_ed25519_public_key"].split()[:2]))
+        lab.set_address(node, **lab_addresses(site, joined))
         say(f"admitted as {joined['node_mesh_ipv4']}; waiting for its first boot")
         report = wait_first_boot(lab, node, say)
     return _boot_result(directory, node, report)
@@ -343,14 +348,11 @@ def cmd_lab_boot(args) -> int:
         raise MeshsteadError("image", f"{image} is for {site.nodes[node].platform} node {node}; expected an amd64 "
                              "image (an rpi image boots under qemu -M virt in tests/vm/test_rpi_image.py)")
     lab = lab_for(site)
-    facts = site.node_facts(site.nodes[node])
-    prefix = site.settings.mesh_ipv4_net.prefixlen
+    addresses = lab_addresses(site, site.node_facts(site.nodes[node]))
     with err.status(f"Lab: booting {node}") as status:
         say = lambda msg: status.update(f"Lab: {node}: {msg}")  # noqa: E731
-        conn = lab.boot_image(node, image, ipv4=f"{facts['node_mesh_ipv4']}/{prefix}",
-                              ipv6=f"{facts['node_mesh_ipv6']}/64",
-                              host_key=" ".join(facts["ssh_host_ed25519_public_key"].split()[:2]),
-                              user=site.settings.admin_user, identity=labsite.admin_identity(site), progress=say)
+        conn = lab.boot_image(node, image, **addresses, user=site.settings.admin_user,
+                              identity=labsite.admin_identity(site), progress=say)
         labsite.write_lab_vars(directory, {node: conn}, image=True)
         if args.no_wait:
             out.print(f"Node {node} is booting in lab {lab.name}; its console: {lab.dir / 'nodes' / node}"

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import applier, client, kit, ownkeys, pack, phones, roster, seed, service, token
-from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS
 from .state import State, write_atomic
 
 PROG = "meshstead-join"
@@ -62,19 +61,6 @@ def _serve(args) -> int:
     finally:
         server.server_close()
     return 0
-
-
-def _local(path: Path) -> dict:
-    """The node's own settings: a YAML mapping of variable names, as a
-    controller's host_vars/<node>/local.yml; never its identity."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", k)
-                                             for k in data):
-        raise ValueError(f"{path} is not a YAML mapping of variable names")
-    taken = sorted(k for k in data if k in {*PUBLIC_NODE_VARS, *PRIVATE_NODE_VARS} or k.startswith("node_"))
-    if taken:
-        raise ValueError(f"{path} sets {taken[0]}, which the node's identity or the hub decides")
-    return data
 
 
 def _site_key(text: str) -> bytes:
@@ -143,7 +129,7 @@ def _join(args) -> int:
         text = args.file.read_text(encoding="utf-8") if args.file else args.invite
         # Read before the join: a hub answers a join once.
         tarball = args.ansible.read_bytes() if args.ansible else None
-        local = _local(args.local) if args.local else None
+        local = ownkeys.read_local(args.local) if args.local else None
         identity, private = _identity(args, text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         print(f"{PROG}: cannot read the invite, the identity, the roles, the local settings or the node's keys: "

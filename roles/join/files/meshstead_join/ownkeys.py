@@ -14,12 +14,13 @@ A keys file that cannot be read is an error, never a reason to make new keys."""
 import contextlib
 import fcntl
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from . import identity
-from .keys import PRIVATE_NODE_VARS, node
+from .keys import PRIVATE_NODE_VARS, PUBLIC_NODE_VARS, node
 from .state import write_atomic
 
 KEYS_FILE = "keys.yml"
@@ -84,6 +85,20 @@ def keep_local(directory: Path, local: dict | None) -> None:
         path.unlink(missing_ok=True)
 
 
+def read_local(path: Path) -> dict:
+    """The node's own settings: a YAML mapping of variable names, as a
+    controller's host_vars/<node>/local.yml; never its identity. OSError,
+    UnicodeDecodeError, yaml.YAMLError, or ValueError naming the problem."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and re.fullmatch(r"[a-z_][a-z0-9_]*", k)
+                                             for k in data):
+        raise ValueError(f"{path} is not a YAML mapping of variable names")
+    taken = sorted(k for k in data if k in {*PUBLIC_NODE_VARS, *PRIVATE_NODE_VARS} or k.startswith("node_"))
+    if taken:
+        raise ValueError(f"{path} sets {taken[0]}, which the node's identity or the hub decides")
+    return data
+
+
 def own_vars(directory: Path) -> dict:
     """The variables a node that made its own keys adds to each run of the
     roles on it: its settings, then its private keys (under the roles'
@@ -95,9 +110,7 @@ def own_vars(directory: Path) -> dict:
     _public, private = read(directory)
     path = directory / LOCAL_FILE
     try:
-        local = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise KeysError(f"{path} cannot be read ({exc}); expected the node's own settings") from None
-    if not isinstance(local, dict):
-        raise KeysError(f"{path} is not a YAML mapping of variable names")
+        local = read_local(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        raise KeysError(f"{path} cannot be used ({exc}); expected the node's own settings") from None
     return {**local, **private}
