@@ -56,3 +56,28 @@ def test_defaults_guess_nothing_from_facts(role):
     text = (ROOT / "roles" / role / "defaults" / "main.yml").read_text()
     assert "ansible_facts" not in text
     assert "ansible_default_ipv" not in text
+
+
+def _argvs(node):
+    """Every `argv:` list in a task file, however deep (blocks, loops)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "argv" and isinstance(value, list):
+                yield value
+            else:
+                yield from _argvs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _argvs(item)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_command_argument_is_a_string(role):
+    """YAML reads an unquoted item ending in a colon (`--only-binary=:all:`)
+    as a mapping, which Ansible passes on as its Python repr; the command then
+    fails only where that task runs, such as on a machine with no cache yet."""
+    for path in sorted((ROOT / "roles" / role).glob("**/tasks/*.yml")) + \
+            sorted((ROOT / "roles" / role).glob("handlers/*.yml")):
+        for argv in _argvs(yaml.safe_load(path.read_text())):
+            odd = [item for item in argv if not isinstance(item, str | int | float)]
+            assert not odd, f"{path.relative_to(ROOT)}: argv items that are not strings: {odd}"
