@@ -1,8 +1,9 @@
 """How long a node takes to join by invite, in the container lab: from
 starting the join on a blank node (`meshstead-firstboot --invite TEXT`,
 what the generic image holds) until every node reaches it by name over
-tinc and Yggdrasil and it reaches every node, with no `provision`. Each
-join also reports when the node's own first boot was `ok`. Median of
+tinc and Yggdrasil and it reaches every node, with no `provision`, pinged
+while the join runs. Each join also reports when the node's own first boot
+was `ok` (its whole run of the roles). Median of
 --joins joins, one after another, each on a new blank node; and the
 invite's size in characters and QR version.
 
@@ -83,23 +84,67 @@ def own_run(lab, node: str) -> tuple[float | None, str]:
     return marks[-1]["at"], ", ".join(f"{name} {seconds:.0f} s" for seconds, name in spans[:3])
 
 
+def pairs(site, names: list[str], name: str) -> list[tuple[str, str]]:
+    """(source, DNS name) of every ping between `name` and the other nodes, over each overlay."""
+    found = []
+    for overlay in site.settings.overlay:
+        for other in names:
+            if other == name:
+                continue
+            for src, dst in ((name, other), (other, name)):
+                found.append((src, reach.OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain)))
+    return found
+
+
+def pings(lab, src: str, target: str) -> bool:
+    return lab.exec_capture(src, ["ping", "-c", "1", "-W", "1", target], timeout=15).returncode == 0
+
+
 def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earlier: list[str]) -> dict:
-    """`earlier`: the joined nodes still running."""
+    """`earlier`: the joined nodes still running.
+
+    Reachability is measured while the join runs, not after it: the node is
+    reached as soon as its overlays and names are up, which its own run of
+    the roles does before Syncthing, NNCP and the firewall. A pair counts from
+    its first ping through; once the join is over every pair is pinged again,
+    and a pair that no longer gets through is polled until it does (the time
+    is then when it did)."""
     cli(env, "invite", "create", name, "--platform", "amd64", "--site", site_dir, "--out", work)
     text = (work / f"{name}-invite.txt").read_text().strip()
     site = load_site(site_dir)
     lab = open_lab(labsite.lab_name(site))
     names = [n.name for n in site.sorted_nodes()] + [name]
     settle(lab, [n.name for n in site.sorted_nodes()] + earlier)
+    waiting = pairs(site, names, name)
+    first: dict[tuple[str, str], float] = {}
     started = time.monotonic()
-    cli(env, "lab", "exec", blank, "--site", site_dir, "--", "meshstead-firstboot", "--invite", text)
-    configured = time.monotonic() - started
-    reached = None
+    output = work / f"{name}-join.log"
+    with open(output, "w") as log:
+        joining = subprocess.Popen([sys.executable, "-m", "wizard.cli", "lab", "exec", blank, "--site",
+                                    str(site_dir), "--", "meshstead-firstboot", "--invite", text], cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    configured = None
     while time.monotonic() - started < REACH_TIMEOUT:
-        if all(reach.matrix(lab, site, attempts=1, names=names, involving=name).values()):
-            reached = time.monotonic() - started
+        if configured is None and joining.poll() is not None:
+            configured = time.monotonic() - started
+            if joining.returncode != 0:
+                raise SystemExit(f"the join on {blank} failed:\n{output.read_text()[-2000:]}")
+            # The node's run is over: every pair again, as the node now stays.
+            for pair in first:
+                if not pings(lab, *pair):
+                    waiting.append(pair)
+            first = {pair: at for pair, at in first.items() if pair not in waiting}
+        if configured is not None and not waiting:
             break
-        time.sleep(1)
+        for pair in list(waiting):
+            if pings(lab, *pair):
+                first[pair] = time.monotonic() - started
+                waiting.remove(pair)
+        time.sleep(0.5)
+    if configured is None:
+        joining.kill()
+        raise SystemExit(f"the join on {blank} did not end within {REACH_TIMEOUT} s")
+    reached = max(first.values()) if not waiting else None
     roles_s, slowest = own_run(lab, name)
     return {"node": name, "chars": len(text), "qr": qr.code(text).version, "configured_s": configured,
             "reached_s": reached, "appliers": len(site.nodes) + len(earlier), "roles_s": roles_s,

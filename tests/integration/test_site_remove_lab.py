@@ -5,7 +5,9 @@ it, since node3 stays out of the site afterwards.
 `meshstead node remove node3`, then `provision` of the rest. node3 itself is
 left running as it was (a lost or stolen node is not provisioned again): from
 there it reaches no node over tinc, Yggdrasil, Syncthing or NNCP, and its name
-no longer resolves on the others. A second provision changes nothing."""
+no longer resolves on the others. That a provision after it changes nothing
+is checked by test_joined_node_provision_lab.py's second provision, which
+runs on the same site after this module."""
 
 import json
 import time
@@ -13,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from tests.labhelpers import changed_tasks, last_recap, sh, wait_for
+from tests.labhelpers import last_recap, sh, wait_for
 from wizard import reach
 from wizard.load import load_site
 
@@ -144,14 +146,3 @@ def test_a_joined_node_shuts_the_removed_node_out(lab_site, removed):
         address = sh(lab, node, "ip -4 -o addr show dev tinc-itest").stdout.split()[3].split("/")[0]
         assert wait_for(lambda a=address: not reaches(lab, GONE, a), 60), f"node3 still reaches {node}"
 
-
-def test_a_second_provision_changes_nothing(lab_site, removed):
-    taken = {node: applied(lab_site["lab"], node) for node in joined(lab_site["lab"])}
-    second = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
-    assert second.returncode == 0, second.stdout[-3000:]
-    rows = last_recap(lab_site["env"])
-    assert set(rows) == set(STAYING)
-    assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), (rows, changed_tasks(lab_site["env"]))
-    # The joined nodes take nothing new from the roster it publishes again.
-    time.sleep(20)
-    assert {node: applied(lab_site["lab"], node) for node in taken} == taken
