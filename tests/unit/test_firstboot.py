@@ -42,7 +42,9 @@ PLAYBOOK = """\
     - name: Write what the roles see
       ansible.builtin.copy:
         dest: "{{ firstboot_test_out }}"
-        content: "{{ node_name }} {{ meshstead_site_id }} {{ ssh_host_ed25519_private_key.splitlines()[0] }}\\n"
+        content: >-
+          {{ node_name }} {{ meshstead_site_id }} {{ ssh_host_ed25519_private_key.splitlines()[0] }}
+          {{ roster_roles_archive }}
         mode: "0600"
 
     - name: Fail and be rescued
@@ -221,7 +223,10 @@ def test_a_good_seed_is_taken_applied_and_scrubbed_and_a_second_boot_changes_not
                             "failed_tasks", "error"]
     assert mode(node.state / "firstboot.json") == 0o644
     # The roles ran for this node, with its private keys.
-    assert node.out.read_text() == f"cabin {valley.site_id} -----BEGIN OPENSSH PRIVATE KEY-----\n"
+    # ... and were handed the packed roles they run from, the seed's, to keep.
+    archive = node.state / "seed" / "ansible.tar.gz"
+    assert node.out.read_text() == f"cabin {valley.site_id} -----BEGIN OPENSSH PRIVATE KEY----- {archive}"
+    assert archive.read_bytes() == made["passing"]
 
     # The node's copy: root only, the whole seed.
     copy = node.state / "seed"
