@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,20 +85,27 @@ def own_run(lab, node: str) -> tuple[float | None, str]:
     return marks[-1]["at"], ", ".join(f"{name} {seconds:.0f} s" for seconds, name in spans[:3])
 
 
-def pairs(site, names: list[str], name: str) -> list[tuple[str, str]]:
-    """(source, DNS name) of every ping between `name` and the other nodes, over each overlay."""
+def pairs(site, names: list[str], name: str, blank: str) -> list[tuple[str, str]]:
+    """(lab node, DNS name) of every ping between `name` and the other nodes,
+    over each overlay; the new node's pings from its lab node `blank` (the
+    lab knows it by its site name only once it has joined)."""
     found = []
     for overlay in site.settings.overlay:
         for other in names:
             if other == name:
                 continue
-            for src, dst in ((name, other), (other, name)):
+            for src, dst in ((blank, other), (other, name)):
                 found.append((src, reach.OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain)))
     return found
 
 
 def pings(lab, src: str, target: str) -> bool:
     return lab.exec_capture(src, ["ping", "-c", "1", "-W", "1", target], timeout=15).returncode == 0
+
+
+def through(lab, pool: ThreadPoolExecutor, wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs whose ping gets through, pinged at once (a pair that does not waits a second)."""
+    return [pair for pair, ok in zip(wanted, pool.map(lambda pair: pings(lab, *pair), wanted), strict=True) if ok]
 
 
 def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earlier: list[str]) -> dict:
@@ -115,7 +123,7 @@ def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earli
     lab = open_lab(labsite.lab_name(site))
     names = [n.name for n in site.sorted_nodes()] + [name]
     settle(lab, [n.name for n in site.sorted_nodes()] + earlier)
-    waiting = pairs(site, names, name)
+    waiting = pairs(site, names, name, blank)
     first: dict[tuple[str, str], float] = {}
     started = time.monotonic()
     output = work / f"{name}-join.log"
@@ -124,23 +132,25 @@ def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earli
                                     str(site_dir), "--", "meshstead-firstboot", "--invite", text], cwd=ROOT,
                                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
     configured = None
+    pool = ThreadPoolExecutor(max_workers=len(waiting))
     while time.monotonic() - started < REACH_TIMEOUT:
         if configured is None and joining.poll() is not None:
             configured = time.monotonic() - started
             if joining.returncode != 0:
                 raise SystemExit(f"the join on {blank} failed:\n{output.read_text()[-2000:]}")
             # The node's run is over: every pair again, as the node now stays.
-            for pair in first:
-                if not pings(lab, *pair):
-                    waiting.append(pair)
-            first = {pair: at for pair, at in first.items() if pair not in waiting}
+            kept = through(lab, pool, list(first))
+            waiting += [pair for pair in first if pair not in kept]
+            first = {pair: first[pair] for pair in kept}
         if configured is not None and not waiting:
             break
-        for pair in list(waiting):
-            if pings(lab, *pair):
-                first[pair] = time.monotonic() - started
-                waiting.remove(pair)
+        got = through(lab, pool, waiting)
+        polled = time.monotonic() - started  # the poll's end: never earlier than the truth
+        for pair in got:
+            first[pair] = polled
+            waiting.remove(pair)
         time.sleep(0.5)
+    pool.shutdown()
     if configured is None:
         joining.kill()
         raise SystemExit(f"the join on {blank} did not end within {REACH_TIMEOUT} s")
@@ -161,7 +171,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshstead-bench-join-"))
     env = {"XDG_CONFIG_HOME": str(work / "config"), "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
     site_dir = work / "site"
-    console = Console()
+    # Wide when written to a file or pipe, where rich would fold the table into 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         started = time.monotonic()
         cli(env, "lab", "up", "--site", site_dir, "--nodes", "3", "--blank", str(args.joins))
