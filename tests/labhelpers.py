@@ -1,6 +1,7 @@
 """Helpers for the tests that provision a whole site on a lab (containers in
 tests/integration, the radio guest in tests/vm)."""
 
+import json
 import time
 from pathlib import Path
 
@@ -19,6 +20,12 @@ def wait_for(check, timeout, interval=1.0):
 
 def sh(lab, node, script, timeout=60):
     return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
+
+
+def applied_roster(lab, node: str) -> dict:
+    """What the node's roster applier took (its applied.json); {} before it took any."""
+    proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json 2>/dev/null")
+    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
 
 
 def last_recap(env) -> dict:

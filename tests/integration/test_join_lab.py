@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import ROOT, run_cli
-from tests.labhelpers import last_recap, sh, wait_for
+from tests.labhelpers import applied_roster, last_recap, sh, wait_for
 from wizard.invites import token
 from wizard.load import load_site
 
@@ -248,11 +248,6 @@ def test_an_impersonator_gets_nothing(lab_site, joiner, tmp_path):
         rogue.kill()
         rogue.wait(timeout=10)
     assert os.path.exists(tmp_path / "meadow" / "keys.yml")  # made once, kept for a retry
-
-
-def applied_roster(lab, node: str) -> dict:
-    proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json")
-    return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
 
 
 def test_every_node_learns_the_joined_node_without_provision(lab_site):

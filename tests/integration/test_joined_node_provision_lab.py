@@ -9,7 +9,6 @@ site made on the controller (an extra DNS name) then reaches orchard with
 applies the roles to itself with its own keys, which never leave it. A
 second provision changes nothing, on orchard either."""
 
-import json
 import re
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.labhelpers import changed_tasks, last_recap, sh, wait_for
+from tests.labhelpers import applied_roster, changed_tasks, last_recap, sh, wait_for
 from wizard import reach
 from wizard.load import load_site
 
@@ -88,7 +87,7 @@ def test_provision_brings_a_site_change_to_the_joined_node_with_the_keys_it_made
 def test_a_second_provision_changes_nothing_on_the_joined_node_either(lab_site, imported):
     """Also the no-op check of the site after test_site_remove_lab.py's removal."""
     lab = lab_site["lab"]
-    taken = {node: applied(lab, node) for node in lab.joined()}
+    taken = {node: applied_roster(lab, node) for node in lab.joined()}
     done = run_cli("provision", "--site", lab_site["dir"], env=lab_site["env"], timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:]
     rows = last_recap(lab_site["env"])
@@ -96,9 +95,5 @@ def test_a_second_provision_changes_nothing_on_the_joined_node_either(lab_site, 
     assert all(r.changed == 0 and r.failed == 0 for r in rows.values()), (rows, changed_tasks(lab_site["env"]))
     # The joined node takes nothing new from the roster the hub publishes again.
     time.sleep(20)
-    assert {node: applied(lab, node) for node in taken} == taken
+    assert {node: applied_roster(lab, node) for node in taken} == taken
 
-
-def applied(lab, node) -> dict:
-    shown = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json 2>/dev/null")
-    return json.loads(shown.stdout) if shown.returncode == 0 else {}

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from tests.labhelpers import last_recap, sh, wait_for
+from tests.labhelpers import applied_roster, last_recap, sh, wait_for
 from wizard import reach
 from wizard.load import load_site
 
@@ -68,7 +68,7 @@ def removed(lab_site):
     # A node that joined by invite and was never provisioned (the blank node of
     # test_blank_join_lab.py, when it ran) takes the removal from its hub's roster.
     for node in joined(lab):
-        took = wait_for(lambda n=node: GONE in applied(lab, n).get("removed", {}), 300)
+        took = wait_for(lambda n=node: GONE in applied_roster(lab, n).get("removed", {}), 300)
         assert took, sh(lab, node, "journalctl -u meshstead-roster -n 40 --no-pager").stdout
         print(f"{node} took the removal from the roster: {took - started:.1f} s after node remove")
     return facts
@@ -77,11 +77,6 @@ def removed(lab_site):
 def joined(lab) -> list[str]:
     """The lab's nodes that joined by invite and run as site nodes."""
     return [row["joined_as"] for row in lab.status() if row.get("joined_as")]
-
-
-def applied(lab, node) -> dict:
-    shown = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json 2>/dev/null")
-    return json.loads(shown.stdout) if shown.returncode == 0 else {}
 
 
 def test_the_removed_node_reaches_no_node_over_tinc_or_yggdrasil(lab_site, removed):
