@@ -85,27 +85,10 @@ def own_run(lab, node: str) -> tuple[float | None, str]:
     return marks[-1]["at"], ", ".join(f"{name} {seconds:.0f} s" for seconds, name in spans[:3])
 
 
-def pairs(site, names: list[str], name: str, blank: str) -> list[tuple[str, str]]:
-    """(lab node, DNS name) of every ping between `name` and the other nodes,
-    over each overlay; the new node's pings from its lab node `blank` (the
-    lab knows it by its site name only once it has joined)."""
-    found = []
-    for overlay in site.settings.overlay:
-        for other in names:
-            if other == name:
-                continue
-            for src, dst in ((blank, other), (other, name)):
-                found.append((src, reach.OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain)))
-    return found
-
-
-def pings(lab, src: str, target: str) -> bool:
-    return lab.exec_capture(src, ["ping", "-c", "1", "-W", "1", target], timeout=15).returncode == 0
-
-
 def through(lab, pool: ThreadPoolExecutor, wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The pairs whose ping gets through, pinged at once (a pair that does not waits a second)."""
-    return [pair for pair, ok in zip(wanted, pool.map(lambda pair: pings(lab, *pair), wanted), strict=True) if ok]
+    return [pair for pair, ok in zip(wanted, pool.map(lambda pair: reach.pings(lab, *pair, wait=1), wanted),
+                                     strict=True) if ok]
 
 
 def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earlier: list[str]) -> dict:
@@ -123,7 +106,9 @@ def one_join(env: dict, site_dir: Path, blank: str, name: str, work: Path, earli
     lab = open_lab(labsite.lab_name(site))
     names = [n.name for n in site.sorted_nodes()] + [name]
     settle(lab, [n.name for n in site.sorted_nodes()] + earlier)
-    waiting = pairs(site, names, name, blank)
+    # (lab node, DNS name): the new node pings from its lab node, which the
+    # lab knows by its site name only once it has joined.
+    waiting = [(blank if src == name else src, target) for src, _, _, target in reach.pairs(site, names, name)]
     first: dict[tuple[str, str], float] = {}
     started = time.monotonic()
     output = work / f"{name}-join.log"

@@ -6,27 +6,27 @@ from rich.table import Table
 OVERLAY_NAMES = {"tinc": "{node}.tinc.{domain}", "yggdrasil": "{node}.ygg.{domain}"}
 
 
-def matrix(lab, site, attempts: int = 3, names=None, involving: str | None = None) -> dict:
-    """{(src, dst, overlay): True/False} from `ping` by DNS name inside src;
-    between the site's nodes, or the lab nodes `names` (a node that joined at
-    a hub is not the controller's until `node import`); with `involving`,
-    only the pairs to and from that node."""
+def pairs(site, names=None, involving: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(src, dst, overlay, dst's DNS name on it) for every ping by name between
+    the site's nodes, or the lab nodes `names` (a node that joined at a hub is
+    not the controller's until `node import`); with `involving`, only the
+    pairs to and from that node."""
     names = list(names) if names is not None else [n.name for n in site.sorted_nodes()]
-    result = {}
-    for overlay in site.settings.overlay:
-        for src in names:
-            for dst in names:
-                if src == dst or involving not in (None, src, dst):
-                    continue
-                target = OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain)
-                ok = False
-                for _ in range(attempts):
-                    proc = lab.exec_capture(src, ["ping", "-c", "1", "-W", "2", target], timeout=15)
-                    if proc.returncode == 0:
-                        ok = True
-                        break
-                result[(src, dst, overlay)] = ok
-    return result
+    return [(src, dst, overlay, OVERLAY_NAMES[overlay].format(node=dst, domain=site.settings.domain))
+            for overlay in site.settings.overlay for src in names for dst in names
+            if src != dst and involving in (None, src, dst)]
+
+
+def pings(lab, src: str, target: str, wait: int = 2) -> bool:
+    """One ping from inside lab node `src`, answered within `wait` seconds."""
+    return lab.exec_capture(src, ["ping", "-c", "1", "-W", str(wait), target], timeout=15).returncode == 0
+
+
+def matrix(lab, site, attempts: int = 3, names=None, involving: str | None = None) -> dict:
+    """{(src, dst, overlay): True/False} from `ping` by DNS name inside src,
+    for the pairs() of `names` and `involving`."""
+    return {(src, dst, overlay): any(pings(lab, src, target) for _ in range(attempts))
+            for src, dst, overlay, target in pairs(site, names, involving)}
 
 
 def table(results: dict) -> Table:

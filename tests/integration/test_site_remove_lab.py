@@ -45,7 +45,7 @@ def syncthing(lab, node) -> dict:
 
 
 def reaches(lab, src, address) -> bool:
-    return sh(lab, src, f"ping -c 1 -W 2 {address}", timeout=15).returncode == 0
+    return reach.pings(lab, src, address)
 
 
 @pytest.fixture(scope="module")
