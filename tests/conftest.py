@@ -39,14 +39,31 @@ def admin_key(tmp_path):
     return key.with_suffix(".pub")
 
 
+# The command run_cli runs, and where: the checkout's, unless a test package
+# runs the installed wheel instead (tests/integration, through use_cli).
+_CLI = {"argv": [sys.executable, "-m", "wizard.cli"], "cwd": ROOT}
+
+
+def cli_command() -> tuple[list[str], Path]:
+    """The argv prefix of the `meshstead` command the tests run, and its cwd."""
+    return list(_CLI["argv"]), _CLI["cwd"]
+
+
+def use_cli(argv: list[str], cwd: Path) -> tuple[list[str], Path]:
+    """Make run_cli run `argv` from `cwd`; returns what it ran before."""
+    before = cli_command()
+    _CLI.update(argv=list(argv), cwd=cwd)
+    return before
+
+
 def run_cli(*args, input=None, env=None, timeout=120):
     """Run the real command in a subprocess, as a user would.  Without `input`
     stdin is empty, never the caller's (Ansible refuses an inherited
     non-blocking stdin, as a background test run has)."""
     stdin = subprocess.DEVNULL if input is None else None
-    return subprocess.run([sys.executable, "-m", "wizard.cli", *map(str, args)], cwd=ROOT, input=input,
-                          stdin=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=timeout)
+    argv, cwd = cli_command()
+    return subprocess.run([*argv, *map(str, args)], cwd=cwd, input=input, stdin=stdin, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def cli_home(base: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Helpers for the tests that provision a whole site on a lab (containers in
 tests/integration, the radio guest in tests/vm)."""
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -22,10 +23,33 @@ def sh(lab, node, script, timeout=60):
     return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
 
 
+def overlay_logs(lab, nodes, lines=15) -> str:
+    """The last journal lines of tinc and Yggdrasil on each node: what a failed
+    reach check prints, so that a run on another machine can be read after."""
+    script = f"journalctl -q --no-pager -n {lines} -u 'tinc@*' -u yggdrasil -o short-monotonic"
+    return "\n".join(f"--- {node}\n{sh(lab, node, script).stdout}" for node in nodes)
+
+
 def applied_roster(lab, node: str) -> dict:
     """What the node's roster applier took (its applied.json); {} before it took any."""
     proc = sh(lab, node, "cat /var/lib/meshstead/roster/applied.json 2>/dev/null")
     return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+
+
+def published_serial(lab, hub: str) -> int:
+    """The serial of the roster the hub publishes now (0: none yet)."""
+    proc = sh(lab, hub, "cat /var/lib/meshstead/join-hub/roster.json 2>/dev/null")
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return 0
+    signed = json.loads(proc.stdout)["roster"]
+    return json.loads(base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4)))["serial"]
+
+
+def roster_settled(lab, node: str, hub: str) -> bool:
+    """The node's applier took the hub's current roster and is not running."""
+    taken = applied_roster(lab, node).get("hubs", {}).get(hub, {}).get("serial")
+    idle = sh(lab, node, "systemctl is-active meshstead-roster.service").stdout.strip() in ("inactive", "failed")
+    return idle and taken == published_serial(lab, hub)
 
 
 def last_recap(env) -> dict:

@@ -1,6 +1,8 @@
 """Who reaches whom, by name, over each overlay: measured from inside the nodes
 and shown as a matrix, because a picture of the mesh reads faster than logs."""
 
+import time
+
 from rich.table import Table
 
 OVERLAY_NAMES = {"tinc": "{node}.tinc.{domain}", "yggdrasil": "{node}.ygg.{domain}"}
@@ -22,11 +24,21 @@ def pings(lab, src: str, target: str, wait: int = 2) -> bool:
     return lab.exec_capture(src, ["ping", "-c", "1", "-W", str(wait), target], timeout=15).returncode == 0
 
 
-def matrix(lab, site, attempts: int = 3, names=None, involving: str | None = None) -> dict:
+def matrix(lab, site, within: float = 10, names=None, involving: str | None = None) -> dict:
     """{(src, dst, overlay): True/False} from `ping` by DNS name inside src,
-    for the pairs() of `names` and `involving`."""
-    return {(src, dst, overlay): any(pings(lab, src, target) for _ in range(attempts))
-            for src, dst, overlay, target in pairs(site, names, involving)}
+    for the pairs() of `names` and `involving`: every pair is pinged, then the
+    ones that failed again, a second apart, until `within` seconds have passed.
+    An overlay whose peer just (re)connected answers "unreachable" at once for
+    a few seconds, so a count of attempts would be over before it settles."""
+    wanted = {(src, dst, overlay): target for src, dst, overlay, target in pairs(site, names, involving)}
+    results = dict.fromkeys(wanted, False)
+    deadline = time.monotonic() + within
+    while True:
+        for key in [key for key, ok in results.items() if not ok]:
+            results[key] = pings(lab, key[0], wanted[key])
+        if all(results.values()) or time.monotonic() >= deadline:
+            return results
+        time.sleep(1)
 
 
 def table(results: dict) -> Table:

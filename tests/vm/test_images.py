@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, cli_home, make_site, run_cli
-from tests.labhelpers import sh, wait_for
+from tests.labhelpers import overlay_logs, sh, wait_for
 from tests.vm.conftest import full_only
 from wizard import labsite, reach
 from wizard.images import base as bases
@@ -115,11 +115,13 @@ def test_hostname_host_key_and_addresses_are_the_sites(image_site):
 
 
 def test_the_nodes_reach_each_other_by_name_over_tinc_and_yggdrasil(image_site):
-    results = reach.matrix(image_site["lab"], image_site["site"], attempts=20)
+    started = time.monotonic()
+    results = reach.matrix(image_site["lab"], image_site["site"], within=90)
+    print(f"reach: {sum(results.values())} of {len(results)} pairs within {time.monotonic() - started:.1f} s")
     nodes = len(image_site["site"].nodes)
     assert len(results) == nodes * (nodes - 1) * 2
     failed = [key for key, ok in results.items() if not ok]
-    assert not failed, failed
+    assert not failed, (failed, overlay_logs(image_site["lab"], [n.name for n in image_site["site"].sorted_nodes()]))
 
 
 def test_the_seeds_private_files_are_gone_from_the_boot_partition(image_site):
@@ -212,6 +214,6 @@ def test_a_generic_image_joins_through_the_hub_by_invite(image_site, tmp_path):
     cli(env, "provision", "--site", directory, "--limit", "all:!garden", timeout=3600)
     site = load_site(directory)
     assert not site.nodes["garden"].has_secrets
-    results = reach.matrix(lab, site, attempts=20)
+    results = reach.matrix(lab, site, within=90)
     failed = [key for key, ok in results.items() if not ok]
-    assert not failed, failed
+    assert not failed, (failed, overlay_logs(lab, [n.name for n in site.sorted_nodes()]))
