@@ -36,11 +36,11 @@ demo: setup
 # mostly wait on a program they started, so one core was idle. The lab,
 # integration and vm tests share the lab's network and the CPU their nodes
 # need, and run one at a time after them. Both parts run; either failing fails.
+PYTEST = PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q
 test: setup
 	@status=0; \
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -n auto --maxprocesses 4 \
-		-m "not (lab or integration or vm)" || status=$$?; \
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/pytest -q -m "lab or integration or vm" || status=$$?; \
+	$(PYTEST) -n auto --maxprocesses 4 -m "not (lab or integration or vm)" || status=$$?; \
+	$(PYTEST) -m "lab or integration or vm" || status=$$?; \
 	exit $$status
 
 lint: setup

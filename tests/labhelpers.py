@@ -1,12 +1,12 @@
 """Helpers for the tests that provision a whole site on a lab (containers in
 tests/integration, the radio guest in tests/vm)."""
 
-import base64
 import json
 import time
 from pathlib import Path
 
 from wizard import provision
+from wizard.invites import token
 
 
 def wait_for(check, timeout, interval=1.0):
@@ -23,11 +23,14 @@ def sh(lab, node, script, timeout=60):
     return lab.exec_capture(node, ["sh", "-c", script], timeout=timeout)
 
 
-def overlay_logs(lab, nodes, lines=15) -> str:
-    """The last journal lines of tinc and Yggdrasil on each node: what a failed
-    reach check prints, so that a run on another machine can be read after."""
+def unreached(lab, results: dict, lines=15) -> str:
+    """What a failed reach check (reach.matrix's results) prints: the pairs
+    that failed and the last tinc and Yggdrasil journal lines of the nodes in
+    them, so that a run on another machine can be read after."""
+    failed = [key for key, ok in results.items() if not ok]
+    nodes = sorted({node for src, dst, _ in failed for node in (src, dst)})
     script = f"journalctl -q --no-pager -n {lines} -u 'tinc@*' -u yggdrasil -o short-monotonic"
-    return "\n".join(f"--- {node}\n{sh(lab, node, script).stdout}" for node in nodes)
+    return "\n".join([f"unreached: {failed}", *(f"--- {node}\n{sh(lab, node, script).stdout}" for node in nodes)])
 
 
 def applied_roster(lab, node: str) -> dict:
@@ -41,8 +44,7 @@ def published_serial(lab, hub: str) -> int:
     proc = sh(lab, hub, "cat /var/lib/meshstead/join-hub/roster.json 2>/dev/null")
     if proc.returncode != 0 or not proc.stdout.strip():
         return 0
-    signed = json.loads(proc.stdout)["roster"]
-    return json.loads(base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4)))["serial"]
+    return json.loads(token.b64url_decode(json.loads(proc.stdout)["roster"]))["serial"]
 
 
 def roster_settled(lab, node: str, hub: str) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli, snapshot
-from tests.labhelpers import sh, wait_for
+from tests.labhelpers import sh, unreached, wait_for
 from wizard import reach
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -62,7 +62,7 @@ def test_a_blank_node_joins_with_the_invite_text_alone(lab_site, tmp_path):
     names = [*NODES, NAME]
     results = reach.matrix(lab, site, within=600, names=names, involving=NAME)
     reached = time.monotonic()
-    assert all(results.values()), results
+    assert all(results.values()), unreached(lab, results)
     print(f"every node reaches {NAME} by name, and it them, {reached - started:.1f} s after the join began")
 
     write_shared(lab, NAME, "from-orchard")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.labhelpers import applied_roster, changed_tasks, last_recap, roster_settled, sh, wait_for
+from tests.labhelpers import applied_roster, changed_tasks, last_recap, roster_settled, sh, unreached, wait_for
 from wizard import reach
 from wizard.load import load_site
 
@@ -82,7 +82,7 @@ def test_provision_brings_a_site_change_to_the_joined_node_with_the_keys_it_made
     # It still reaches every node by name over both overlays, and they it.
     names = ["node1", "node2", NAME]
     results = reach.matrix(lab, site, within=300, names=names, involving=NAME)
-    assert all(results.values()), results
+    assert all(results.values()), unreached(lab, results)
 
 
 def test_a_second_provision_changes_nothing_on_the_joined_node_either(lab_site, imported):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_command, run_cli
-from tests.labhelpers import changed_tasks, last_recap, overlay_logs, sh, wait_for
+from tests.labhelpers import changed_tasks, last_recap, sh, unreached, wait_for
 from wizard import provision, reach
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab]
@@ -24,9 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.lab]
 
 def test_everyone_pings_everyone_by_name_over_each_overlay(lab_site):
     results = reach.matrix(lab_site["lab"], lab_site["site"], within=60)
-    failed = [key for key, ok in results.items() if not ok]
     assert len(results) == 3 * 2 * 2
-    assert not failed, (failed, overlay_logs(lab_site["lab"], [n.name for n in lab_site["site"].sorted_nodes()]))
+    assert all(results.values()), unreached(lab_site["lab"], results)
 
 
 def test_names_resolve_to_inventory_addresses(lab_site):
@@ -304,4 +303,4 @@ def test_unreachable_node_and_kill_mid_run_then_converge(lab_site):
     result = run_cli("provision", "--site", directory, env=env, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:]
     results = reach.matrix(lab, lab_site["site"], within=90)
-    assert all(results.values()), [k for k, ok in results.items() if not ok]
+    assert all(results.values()), unreached(lab, results)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, cli_home, make_site, run_cli
-from tests.labhelpers import overlay_logs, sh, wait_for
+from tests.labhelpers import sh, unreached, wait_for
 from tests.vm.conftest import full_only
 from wizard import labsite, reach
 from wizard.images import base as bases
@@ -120,8 +120,7 @@ def test_the_nodes_reach_each_other_by_name_over_tinc_and_yggdrasil(image_site):
     print(f"reach: {sum(results.values())} of {len(results)} pairs within {time.monotonic() - started:.1f} s")
     nodes = len(image_site["site"].nodes)
     assert len(results) == nodes * (nodes - 1) * 2
-    failed = [key for key, ok in results.items() if not ok]
-    assert not failed, (failed, overlay_logs(image_site["lab"], [n.name for n in image_site["site"].sorted_nodes()]))
+    assert all(results.values()), unreached(image_site["lab"], results)
 
 
 def test_the_seeds_private_files_are_gone_from_the_boot_partition(image_site):
@@ -215,5 +214,4 @@ def test_a_generic_image_joins_through_the_hub_by_invite(image_site, tmp_path):
     site = load_site(directory)
     assert not site.nodes["garden"].has_secrets
     results = reach.matrix(lab, site, within=90)
-    failed = [key for key, ok in results.items() if not ok]
-    assert not failed, (failed, overlay_logs(lab, [n.name for n in site.sorted_nodes()]))
+    assert all(results.values()), unreached(lab, results)
