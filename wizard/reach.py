@@ -1,6 +1,7 @@
 """Who reaches whom, by name, over each overlay: measured from inside the nodes
 and shown as a matrix, because a picture of the mesh reads faster than logs."""
 
+import subprocess
 import time
 
 from rich.table import Table
@@ -20,8 +21,13 @@ def pairs(site, names=None, involving: str | None = None) -> list[tuple[str, str
 
 
 def pings(lab, src: str, target: str, wait: int = 2) -> bool:
-    """One ping from inside lab node `src`, answered within `wait` seconds."""
-    return lab.exec_capture(src, ["ping", "-c", "1", "-W", str(wait), target], timeout=15).returncode == 0
+    """One ping from inside lab node `src`, answered within `wait` seconds.
+    A ping that is still looking up the name (a resolver that cannot reach
+    its server waits 5 s per try) is cut off, and counts as unreached."""
+    try:
+        return lab.exec_capture(src, ["ping", "-c", "1", "-W", str(wait), target], timeout=15).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def matrix(lab, site, within: float = 10, names=None, involving: str | None = None) -> dict:

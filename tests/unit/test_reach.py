@@ -1,6 +1,7 @@
 """The pairs a reach check pings: one per ordered pair of nodes and overlay,
 by the overlay's DNS name of the destination."""
 
+import subprocess
 from types import SimpleNamespace
 
 from wizard import reach
@@ -29,12 +30,14 @@ class FlakyLab:
     """Answers a ping to `late` only from its `answers_after`-th try on, and
     never one to `dead`: what an overlay does while a peer reconnects."""
 
-    def __init__(self, late, answers_after, dead=None):
-        self.late, self.answers_after, self.dead, self.tries = late, answers_after, dead, {}
+    def __init__(self, late, answers_after, dead=None, hangs=None):
+        self.late, self.answers_after, self.dead, self.hangs, self.tries = late, answers_after, dead, hangs, {}
 
     def exec_capture(self, node, argv, timeout):
         target = argv[-1]
         self.tries[(node, target)] = self.tries.get((node, target), 0) + 1
+        if target == self.hangs:
+            raise subprocess.TimeoutExpired(argv, timeout)
         ok = target != self.dead and (target != self.late or self.tries[(node, target)] >= self.answers_after)
         return SimpleNamespace(returncode=0 if ok else 1)
 
@@ -53,3 +56,11 @@ def test_a_pair_that_never_answers_fails_once_the_window_is_over():
     assert results == {("a", "b", "tinc"): True, ("b", "a", "tinc"): True,
                        ("a", "b", "yggdrasil"): True, ("b", "a", "yggdrasil"): False}
     assert lab.tries[("b", "a.ygg.demo.internal")] >= 2
+
+
+def test_a_ping_cut_off_by_its_timeout_is_unreached_and_the_others_still_count():
+    lab = FlakyLab("b.ygg.demo.internal", answers_after=2, hangs="b.tinc.demo.internal")
+    results = reach.matrix(lab, SITE, within=2, names=["a", "b"])
+    assert results == {("a", "b", "tinc"): False, ("b", "a", "tinc"): True,
+                       ("a", "b", "yggdrasil"): True, ("b", "a", "yggdrasil"): True}
+    assert lab.tries[("a", "b.tinc.demo.internal")] >= 2

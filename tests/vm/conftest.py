@@ -28,6 +28,17 @@ full_only = pytest.mark.skipif(os.environ.get("MESHSTEAD_VM_FULL") != "1",
                                reason="full vm run only (MESHSTEAD_VM_FULL=1)")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test in a module with a failure_report(item) gets that report as
+    a section of its own: what the lab looked like when it failed."""
+    report = yield
+    result = report.get_result()
+    describe = getattr(item.module, "failure_report", None)
+    if result.when == "call" and result.failed and describe is not None:
+        result.sections.append(("lab at the failure", describe(item)))
+
+
 @dataclass
 class RadioLabRun:
     lab: RadioLab

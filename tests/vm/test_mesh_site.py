@@ -6,6 +6,7 @@ DNS and the access point on top, checked from inside the nodes."""
 import ipaddress
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -65,6 +66,38 @@ def neighbours(lab, node, heard_within: float = 5.0) -> set[str]:
     table = sh(lab, node, "batctl meshif bat0 n -H").stdout
     return {m.group(1) for m in re.finditer(r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})\s+(\d+\.\d+)s", table)
             if float(m.group(2)) <= heard_within}
+
+
+def failure_report(item) -> str:
+    """Added to a failed test's report (tests/vm/conftest.py) to be read on
+    another machine: the guest's and each node's mesh state if they still
+    answer, the host's load and disk, and the guest's serial console, which
+    the host keeps (a kernel panic, the OOM killer, hung tasks)."""
+    lab, lines = item.funcargs["mesh_site"]["lab"], 60
+
+    def ask(what, run):
+        try:
+            proc = run()
+            return [f"=== {what}", (proc.stdout + proc.stderr).rstrip()]
+        except Exception as exc:  # noqa: BLE001 - a report, whatever the guest's state
+            return [f"=== {what}", f"no answer: {exc}"]
+
+    parts = ask("guest", lambda: lab.guest_exec_capture(
+        ["sh", "-c", "uptime; free -m; systemctl --failed --no-legend; ps -eo rss,comm --sort=-rss | head -8"],
+        timeout=30))
+    mesh = ("iw dev wlan0 station dump | grep -E '^Station|mesh plink'; batctl meshif bat0 n -H; "
+            "journalctl -q --no-pager -n 8 -u meshstead-mesh -o short-monotonic; "
+            "journalctl -q --no-pager -n 4 -t mesh-guard -o short-monotonic")
+    for node in NODES:
+        parts += ask(node, lambda node=node: sh(lab, node, mesh, timeout=30))
+    parts += ask("host", lambda: subprocess.run(
+        ["sh", "-c", f"uptime; df -h {lab.dir}; ps -eo pcpu,rss,etime,comm --sort=-pcpu | head -8"],
+        capture_output=True, text=True, check=False))
+    for log in ("qemu.log", "console.log"):
+        path = lab.dir / log
+        parts += [f"=== {path} (last {lines} lines)",
+                  *(path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(none)"])]
+    return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
