@@ -18,6 +18,7 @@ from tests.labhelpers import last_recap, sh, unreached, wait_for
 from tests.vm.conftest import full_only
 from wizard import labsite, reach, sites
 from wizard.lab import open_lab
+from wizard.lab.netns import NETNS_DIR
 from wizard.load import load_site
 
 # About 20-27 minutes on 2 cores (the emulated CPU makes every Ansible task ~10x
@@ -91,11 +92,12 @@ def failure_report(item) -> str:
     for node in NODES:
         parts += ask(node, lambda node=node: sh(lab, node, mesh, timeout=30))
     # Whether the guest still answers on its link, and at which MAC: an
-    # unreachable guest and a dead sshd read alike from ssh.
-    address = lab._load().get("guest_address", "")
+    # unreachable guest and a dead sshd read alike from ssh. Inside ask(): a
+    # lab whose state is gone must not break the report.
     parts += ask("host", lambda: subprocess.run(
         ["sh", "-c", f"uptime; df -h {lab.dir}; ps -eo pcpu,rss,etime,comm --sort=-pcpu | head -8; "
-                     f"ip -n {lab.netns} neigh; nsenter --net=/run/netns/{lab.netns} ping -c 2 -W 2 {address}"],
+                     f"ip -n {lab.netns} neigh; nsenter --net={NETNS_DIR / lab.netns} "
+                     f"ping -c 2 -W 2 {lab._load()['guest_address']}"],
         capture_output=True, text=True, check=False))
     for log in ("qemu.log", "console.log"):
         path = lab.dir / log
